@@ -1,0 +1,319 @@
+//! The configuration schema (version 1) and its validation. Loading from a
+//! file and the environment lives in the server crate; this module only
+//! describes what a valid configuration is. Every field documents itself,
+//! and `docs/caduceus.example.toml` shows them all.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::redact::Redacted;
+
+/// The configuration format version this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// A configuration error that names the key at fault.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid setting `{key}`: {problem}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { key, problem: problem.into() }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Configuration format version; must be 1.
+    pub version: u32,
+    /// Where Caduceus keeps its state: the SQLite database, the TLS
+    /// certificate it generated, keys.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub spine: SpineConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./caduceus-data")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// PEM certificate chain. With neither `tls_cert` nor `tls_key`, a
+    /// self-signed certificate is generated into `data_dir/tls/` at first start.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key matching `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP without TLS. Only for a loopback test or behind a
+    /// TLS-terminating proxy on the same host.
+    #[serde(default)]
+    pub danger_plaintext_http: bool,
+    /// Largest accepted request body, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Time a request may take before it is answered with 408.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// On shutdown, how long in-flight requests may take to finish.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8443".into()
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_request_timeout_secs() -> u64 {
+    30
+}
+fn default_shutdown_grace_secs() -> u64 {
+    20
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tls_cert: None,
+            tls_key: None,
+            danger_plaintext_http: false,
+            max_body_bytes: default_max_body_bytes(),
+            request_timeout_secs: default_request_timeout_secs(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Database URL: `sqlite://PATH` or `postgres://USER@HOST/DB`. Unset means
+    /// SQLite at `data_dir/caduceus.db`. May hold a password, so it is redacted
+    /// in logs.
+    pub url: Option<Redacted<String>>,
+    /// Most connections in the pool.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    8
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpineConfig {
+    /// Most events in flight between producers and the slowest consumer.
+    /// When it is reached, producers wait (back-pressure).
+    #[serde(default = "default_spine_capacity")]
+    pub capacity: usize,
+    /// How long a producer waits for room before it gets an explicit error.
+    #[serde(default = "default_publish_timeout_ms")]
+    pub publish_timeout_ms: u64,
+}
+
+fn default_spine_capacity() -> usize {
+    4096
+}
+fn default_publish_timeout_ms() -> u64 {
+    5000
+}
+
+impl Default for SpineConfig {
+    fn default() -> Self {
+        Self { capacity: default_spine_capacity(), publish_timeout_ms: default_publish_timeout_ms() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line on stderr.
+    #[default]
+    Json,
+    /// Human-readable lines on stderr.
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `caduceus_server=debug,info`.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: default_log_level(), format: LogFormat::default() }
+    }
+}
+
+/// Which database a configuration points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageTarget {
+    Sqlite(PathBuf),
+    Postgres(Redacted<String>),
+}
+
+impl Config {
+    /// A configuration with every default, for the demo and tests.
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            version: CONFIG_VERSION,
+            data_dir: data_dir.into(),
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            spine: SpineConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+
+    /// Check every setting; the first problem found names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.version != CONFIG_VERSION {
+            return Err(invalid(
+                "version",
+                format!("this build reads configuration version {CONFIG_VERSION}, the file says {}", self.version),
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        self.listen_addr()?;
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) => return Err(invalid("server.tls_key", "is required when server.tls_cert is set")),
+            (None, Some(_)) => return Err(invalid("server.tls_cert", "is required when server.tls_key is set")),
+            _ => {}
+        }
+        if self.server.danger_plaintext_http && self.server.tls_cert.is_some() {
+            return Err(invalid(
+                "server.danger_plaintext_http",
+                "cannot be combined with server.tls_cert; choose one",
+            ));
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.server.max_body_bytes) {
+            return Err(invalid("server.max_body_bytes", "must be between 1 KiB and 1 GiB"));
+        }
+        if !(1..=3600).contains(&self.server.request_timeout_secs) {
+            return Err(invalid("server.request_timeout_secs", "must be between 1 and 3600"));
+        }
+        if self.server.shutdown_grace_secs > 600 {
+            return Err(invalid("server.shutdown_grace_secs", "must be at most 600"));
+        }
+        if !(1..=1000).contains(&self.storage.max_connections) {
+            return Err(invalid("storage.max_connections", "must be between 1 and 1000"));
+        }
+        self.storage_target()?;
+        if !(1..=1_000_000).contains(&self.spine.capacity) {
+            return Err(invalid("spine.capacity", "must be between 1 and 1000000"));
+        }
+        if self.spine.publish_timeout_ms > 600_000 {
+            return Err(invalid("spine.publish_timeout_ms", "must be at most 600000"));
+        }
+        if self.log.level.trim().is_empty() {
+            return Err(invalid("log.level", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.server.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("`{}` is not an address and port such as 127.0.0.1:8443", self.server.listen),
+            )
+        })
+    }
+
+    /// The database this configuration names.
+    pub fn storage_target(&self) -> Result<StorageTarget, ConfigError> {
+        let Some(url) = &self.storage.url else {
+            return Ok(StorageTarget::Sqlite(self.data_dir.join("caduceus.db")));
+        };
+        let url = url.expose();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(invalid("storage.url", "sqlite:// needs a file path"));
+            }
+            return Ok(StorageTarget::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(StorageTarget::Postgres(Redacted::new(url.clone())));
+        }
+        // The URL may contain a password: say what is wrong without echoing it.
+        Err(invalid("storage.url", "must start with sqlite:// or postgres://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::with_data_dir("/tmp/caduceus-test")
+    }
+
+    #[test]
+    fn defaults_are_valid_and_secure() {
+        let c = config();
+        assert_eq!(c.validate(), Ok(()));
+        assert!(!c.server.danger_plaintext_http);
+        assert_eq!(c.storage_target(), Ok(StorageTarget::Sqlite("/tmp/caduceus-test/caduceus.db".into())));
+    }
+
+    #[test]
+    fn each_bad_setting_names_its_key() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+            ("version", Box::new(|c| c.version = 2)),
+            ("server.listen", Box::new(|c| c.server.listen = "localhost".into())),
+            ("server.tls_key", Box::new(|c| c.server.tls_cert = Some("c.pem".into()))),
+            ("server.tls_cert", Box::new(|c| c.server.tls_key = Some("k.pem".into()))),
+            ("server.max_body_bytes", Box::new(|c| c.server.max_body_bytes = 0)),
+            ("server.request_timeout_secs", Box::new(|c| c.server.request_timeout_secs = 0)),
+            ("storage.url", Box::new(|c| c.storage.url = Some(Redacted::new("mysql://u:pw@h/db".into())))),
+            ("storage.max_connections", Box::new(|c| c.storage.max_connections = 0)),
+            ("spine.capacity", Box::new(|c| c.spine.capacity = 0)),
+            ("log.level", Box::new(|c| c.log.level = " ".into())),
+        ];
+        for (key, mutate) in cases {
+            let mut c = config();
+            mutate(&mut c);
+            let err = c.validate().unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+            assert!(!err.to_string().contains("pw@"), "a password leaked into an error: {err}");
+        }
+    }
+
+    #[test]
+    fn postgres_url_is_accepted_and_redacted() {
+        let mut c = config();
+        c.storage.url = Some(Redacted::new("postgres://caduceus:pw@127.0.0.1/caduceus".into()));
+        let target = c.storage_target().unwrap();
+        assert!(matches!(target, StorageTarget::Postgres(_)));
+        assert!(!format!("{c:?}").contains("pw@"));
+    }
+}

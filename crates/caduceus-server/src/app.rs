@@ -1,0 +1,212 @@
+//! The HTTP application: routes (each documented in the OpenAPI document),
+//! and the layers every request passes through — request ids, metrics and
+//! access log, body size limit, timeout, panic catching, JSON errors and
+//! security headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http_body_util::BodyExt;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
+use crate::metrics::Metrics;
+use crate::platform::Platform;
+use crate::routes::{events, health, status};
+
+/// Shared state of every handler.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub platform: Arc<Platform>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(platform: Arc<Platform>) -> Self {
+        let metrics = Arc::new(Metrics::new(platform.spine.clone()));
+        Self { platform, metrics }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Caduceus API",
+        description = "Self-hosted security platform for hospitals and clinics. Errors share one shape: \
+                       `{\"error\": {\"code\", \"message\"}}` with a stable `code`.",
+        license(name = "AGPL-3.0-or-later")
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
+    tags(
+        (name = "operations", description = "Liveness, readiness, metrics"),
+        (name = "events", description = "The security event spine"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("cad_…").build()),
+        );
+    }
+}
+
+/// The routes and their OpenAPI document, before layers.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(events::list_events, events::submit_event))
+        .routes(routes!(status::status))
+        .split_for_parts()
+}
+
+/// The OpenAPI document as served at `/api/openapi.json`.
+pub fn openapi_json() -> String {
+    let (_, doc) = api();
+    doc.to_pretty_json().unwrap_or_else(|_| "{}".into())
+}
+
+/// The complete application with every layer.
+pub fn build(state: AppState) -> Router {
+    let config = &state.platform.config.server;
+    let (router, doc) = api();
+    let doc = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
+    let plaintext = config.danger_plaintext_http;
+
+    let router = router
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }
+            }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Route-level: MatchedPath is known here, so metrics and the access
+        // log use route templates, never concrete paths.
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
+        .layer(middleware::from_fn(access_log))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(state.clone());
+
+    let x_request_id = HeaderName::from_static("x-request-id");
+    let hsts = if plaintext { None } else { Some(HeaderValue::from_static("max-age=31536000")) };
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+            .layer(SetRequestIdLayer::new(x_request_id.clone(), MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(x_request_id))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+            .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(header::STRICT_TRANSPORT_SECURITY, hsts))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(middleware::from_fn(json_errors))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                Duration::from_secs(config.request_timeout_secs),
+            ))
+            .layer(RequestBodyLimitLayer::new(config.max_body_bytes)),
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint; see /api/openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "method not allowed on this endpoint")
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    // The panic message may contain request data: it is not logged or echoed.
+    tracing::error!("a request handler panicked");
+    ApiError::new(ErrorCode::Internal, "internal error").into_response()
+}
+
+/// One structured line per request: route template, status, latency, request id.
+async fn access_log(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let request_id =
+        request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let response = next.run(request).await;
+    tracing::info!(
+        %method,
+        route,
+        status = response.status().as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id,
+        "request"
+    );
+    response
+}
+
+/// Errors produced outside our handlers (body limits, timeouts, extractor
+/// rejections) come as plain text; give them the one JSON error shape.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Rejection texts are short; read at most 4 KiB of them.
+    let text = match http_body_util::Limited::new(body, 4096).collect().await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+    let code = ErrorCode::for_status(status);
+    let body = ErrorBody { error: ErrorDetail { code, message } };
+    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(bytes))
+}

@@ -1,0 +1,78 @@
+//! What each command of the `caduceus` binary does. The binary only parses
+//! arguments and calls one function here; adding a command is one enum
+//! variant there and one function here.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use caduceus_core::SystemClock;
+use caduceus_core::config::Config;
+
+use crate::platform::{Platform, ServerError};
+use crate::serve::{self, Listening};
+use crate::{auth, demo, telemetry};
+
+/// `caduceus serve --config FILE`
+pub async fn serve(config_path: &Path) -> Result<(), ServerError> {
+    let config = crate::config::load(Some(config_path))?;
+    telemetry::init(&config.log);
+    let platform = Platform::start(config, Arc::new(SystemClock)).await?;
+    serve::run(platform, serve::shutdown_signal(), |listening| {
+        print_tls(listening);
+        println!("listening on {}", listening.url());
+    })
+    .await
+}
+
+/// `caduceus demo [--data-dir DIR] [--listen ADDR]`
+pub async fn demo(data_dir: PathBuf, listen: String) -> Result<(), ServerError> {
+    let mut config = Config::with_data_dir(data_dir);
+    config.server.listen = listen;
+    config.validate()?;
+    telemetry::init(&config.log);
+    let platform = Platform::start(config, Arc::new(SystemClock)).await?;
+    // A new admin credential every start; the previous demo one stops working.
+    let token = auth::issue_admin_token(&platform, "demo-admin", None, true).await?;
+    demo::seed(&platform).await?;
+    serve::run(platform, serve::shutdown_signal(), |listening| {
+        println!("Caduceus demo: {}", demo::DEMO_SITE);
+        println!("  url:             {}", listening.url());
+        print_tls(listening);
+        println!("  admin api token: {} (new each start; shown only here)", token.secret.expose());
+        println!(
+            "  try:             curl -k -H 'Authorization: Bearer {}' {}/api/v1/events",
+            token.secret.expose(),
+            listening.url()
+        );
+        println!("  api description: {}/api/openapi.json", listening.url());
+        println!("listening on {}", listening.url());
+    })
+    .await
+}
+
+/// `caduceus admin issue-token --config FILE --label LABEL`
+pub async fn issue_token(config_path: &Path, label: &str, replace: bool) -> Result<(), ServerError> {
+    let config = crate::config::load(Some(config_path))?;
+    telemetry::init(&config.log);
+    let platform = Platform::start(config, Arc::new(SystemClock)).await?;
+    let issued = auth::issue_admin_token(&platform, label, None, replace).await;
+    platform.shutdown().await;
+    let issued = issued?;
+    println!("token id: {}", issued.token_id);
+    println!("token:    {}", issued.secret.expose());
+    println!("Store it now: it is not shown again and only its hash is kept.");
+    Ok(())
+}
+
+/// `caduceus version`
+pub fn version() -> String {
+    format!("caduceus {}", caduceus_core::VERSION)
+}
+
+fn print_tls(listening: &Listening) {
+    if let Some(tls) = &listening.tls {
+        let origin = if tls.generated { "generated self-signed" } else { "using" };
+        println!("  tls certificate: {origin} {}", tls.cert_path.display());
+        println!("  sha-256 fingerprint: {}", tls.fingerprint);
+    }
+}

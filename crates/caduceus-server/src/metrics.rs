@@ -1,0 +1,151 @@
+//! Prometheus metrics: HTTP requests by route and status, their latency, and
+//! the spine's depth and counters. Labels carry route templates
+//! (`/api/v1/events`), never concrete paths, ids or anything about a patient.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use caduceus_spine::Spine;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+type HistogramFamily = Family<HttpLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<HttpLabels, Counter>,
+    latency: HistogramFamily,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Metrics {
+    pub fn new(spine: Arc<dyn Spine>) -> Self {
+        let mut registry = Registry::with_prefix("caduceus");
+        let requests = Family::<HttpLabels, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        registry.register("http_requests", "HTTP requests answered, by method, route and status", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency, by method, route and status",
+            latency.clone(),
+        );
+        registry.register_collector(Box::new(SpineCollector { spine }));
+        Self { registry, requests, latency }
+    }
+
+    pub fn observe(&self, labels: HttpLabels, seconds: f64) {
+        self.latency.get_or_create(&labels).observe(seconds);
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// Middleware recording every request. Unrouted requests share one label so
+/// scanners cannot blow up the metric's cardinality.
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    metrics.observe(HttpLabels { method, route, status }, started.elapsed().as_secs_f64());
+    response
+}
+
+/// Reads the spine's counters at scrape time.
+#[derive(Clone)]
+struct SpineCollector {
+    spine: Arc<dyn Spine>,
+}
+
+impl std::fmt::Debug for SpineCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpineCollector")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConsumerLabel {
+    consumer: String,
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> Result<(), std::fmt::Error> {
+    let c = ConstCounter::new(value);
+    c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+impl Collector for SpineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.spine.stats();
+        gauge(&mut encoder, "spine_depth", "Events the slowest spine consumer has yet to acknowledge", s.depth)?;
+        gauge(&mut encoder, "spine_capacity", "Most events in flight before producers wait", s.capacity as u64)?;
+        gauge(&mut encoder, "spine_head_seq", "Sequence number of the newest event on the spine", s.head)?;
+        counter(&mut encoder, "spine_published", "Events persisted and published", s.published)?;
+        counter(&mut encoder, "spine_delivered", "Events delivered to consumers", s.delivered)?;
+        let proto = ConstCounter::new(0u64);
+        let mut rejected =
+            encoder.encode_descriptor("spine_rejected", "Events refused, by reason", None, proto.metric_type())?;
+        for (reason, value) in
+            [("full", s.rejected_full), ("closed", s.rejected_closed), ("persist_failed", s.persist_failed)]
+        {
+            ConstCounter::new(value).encode(rejected.encode_family(&ReasonLabel { reason })?)?;
+        }
+        let proto = ConstGauge::new(0i64);
+        let mut lag = encoder.encode_descriptor(
+            "spine_consumer_lag",
+            "Events each consumer has yet to acknowledge",
+            None,
+            proto.metric_type(),
+        )?;
+        for (consumer, acked) in s.consumers {
+            let value = i64::try_from(s.head.saturating_sub(acked)).unwrap_or(i64::MAX);
+            ConstGauge::new(value).encode(lag.encode_family(&ConsumerLabel { consumer })?)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,6 @@
+//! HTTP handlers, one module per area. Each handler is annotated with
+//! `#[utoipa::path]` so that it appears in `/api/openapi.json`.
+
+pub mod events;
+pub mod health;
+pub mod status;

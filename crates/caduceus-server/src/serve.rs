@@ -1,0 +1,141 @@
+//! Serving the application: TLS by rustls (or plain HTTP only when the
+//! configuration says `danger_plaintext_http`), connection timeouts, and
+//! graceful shutdown — stop accepting, drain in-flight requests, then close
+//! the spine and flush storage.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::app::{self, AppState};
+use crate::platform::{Platform, ServerError};
+use crate::tls;
+
+/// Where the server listens, once it does.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    pub addr: SocketAddr,
+    /// `https` or, with `danger_plaintext_http`, `http`.
+    pub scheme: &'static str,
+    /// The TLS certificate and whether this start generated it.
+    pub tls: Option<tls::TlsMaterial>,
+}
+
+impl Listening {
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+}
+
+/// How long a new connection may take to send its first request, and a
+/// request its headers: slow clients cannot hold connections open.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve until `shutdown` resolves, then shut down gracefully. `on_listening`
+/// is called once the socket is bound.
+pub async fn run(
+    platform: Arc<Platform>,
+    shutdown: impl Future<Output = ()> + Send,
+    on_listening: impl FnOnce(&Listening) + Send,
+) -> Result<(), ServerError> {
+    // One process-wide crypto provider; a second install is a harmless no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = &platform.config;
+    let addr = config.listen_addr()?;
+    let app = app::build(AppState::new(platform.clone()));
+    let handle: Handle<SocketAddr> = Handle::new();
+
+    let material = if config.server.danger_plaintext_http {
+        tracing::warn!("serving plain http: danger_plaintext_http is set");
+        None
+    } else {
+        Some(tls::ensure(config)?)
+    };
+    let mut server_task = match &material {
+        Some(m) => {
+            let rustls = RustlsConfig::from_pem_file(&m.cert_path, &m.key_path)
+                .await
+                .map_err(|e| ServerError::Io(format!("cannot load the tls certificate or key: {e}")))?;
+            let acceptor =
+                axum_server::tls_rustls::RustlsAcceptor::new(rustls).handshake_timeout(TLS_HANDSHAKE_TIMEOUT);
+            let mut server = axum_server::bind(addr)
+                .acceptor(acceptor)
+                .handle(handle.clone())
+                .first_request_timeout(FIRST_REQUEST_TIMEOUT);
+            server.http_builder().http1().header_read_timeout(HEADER_READ_TIMEOUT);
+            tokio::spawn(server.serve(app.into_make_service()))
+        }
+        None => {
+            let mut server =
+                axum_server::bind(addr).handle(handle.clone()).first_request_timeout(FIRST_REQUEST_TIMEOUT);
+            server.http_builder().http1().header_read_timeout(HEADER_READ_TIMEOUT);
+            tokio::spawn(server.serve(app.into_make_service()))
+        }
+    };
+
+    let Some(bound) = handle.listening().await else {
+        let reason = match server_task.await {
+            Ok(Err(e)) => e.to_string(),
+            _ => "unknown error".into(),
+        };
+        platform.shutdown().await;
+        return Err(ServerError::Io(format!("cannot listen on {addr}: {reason}")));
+    };
+    let listening =
+        Listening { addr: bound, scheme: if material.is_some() { "https" } else { "http" }, tls: material };
+    tracing::info!(addr = %bound, scheme = listening.scheme, "serving");
+    on_listening(&listening);
+
+    let early_exit = tokio::select! {
+        () = shutdown => None,
+        result = &mut server_task => Some(result),
+    };
+    let result = match early_exit {
+        Some(result) => result,
+        None => {
+            let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+            tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, draining requests");
+            handle.graceful_shutdown(Some(grace));
+            server_task.await
+        }
+    };
+    platform.shutdown().await;
+    match result {
+        Ok(Ok(())) => {
+            tracing::info!("shut down cleanly");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(ServerError::Io(format!("server failed: {e}"))),
+        Err(e) => Err(ServerError::Io(format!("server task failed: {e}"))),
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received ctrl-c"),
+        () = terminate => tracing::info!("received sigterm"),
+    }
+}
