@@ -101,7 +101,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Database URL: `sqlite://PATH` or `postgres://USER@HOST/DB`. Unset means
@@ -115,6 +115,12 @@ pub struct StorageConfig {
 
 fn default_max_connections() -> u32 {
     8
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { url: None, max_connections: default_max_connections() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -20,7 +20,7 @@ use crate::tls::TlsError;
 pub enum ServerError {
     #[error(transparent)]
     Config(#[from] ConfigLoadError),
-    #[error("{0}")]
+    #[error(transparent)]
     InvalidConfig(#[from] caduceus_core::config::ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),

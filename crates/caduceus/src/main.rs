@@ -2,6 +2,7 @@
 //! calls one function in `caduceus_server::commands`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -54,9 +55,19 @@ enum AdminCommand {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     use caduceus_server::commands;
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve { config } => commands::serve(&config).await?,
         Command::Demo { data_dir, listen } => commands::demo(data_dir, listen).await?,
         Command::Admin { command: AdminCommand::IssueToken { config, label, replace } } => {
