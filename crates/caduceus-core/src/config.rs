@@ -1,6 +1,6 @@
-//! The configuration schema (version 1) and its validation. Loading from a
-//! file and the environment lives in the server crate; this module only
-//! describes what a valid configuration is. Every field documents itself,
+//! The configuration schema (version 1), its validation, and parsing of
+//! configuration text overlaid by environment variables. Reading the file
+//! and the process environment is the server's job; this module is pure. Every field documents itself,
 //! and `docs/caduceus.example.toml` shows them all.
 
 use std::net::SocketAddr;
@@ -275,6 +275,102 @@ impl Config {
     }
 }
 
+
+/// The prefix of environment variables that override the file.
+pub const ENV_PREFIX: &str = "CADUCEUS_";
+
+/// Largest configuration text accepted.
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+
+/// Why a configuration could not be loaded; one line per problem, each
+/// naming its key and where the value came from.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("configuration error: {0}")]
+pub struct ConfigLoadError(pub String);
+
+/// Parse configuration TOML overlaid by environment variables, then validate.
+///
+/// `env` holds `(name, value)` pairs; only names starting with
+/// [`ENV_PREFIX`] are used, `__` separates a section from its key
+/// (`CADUCEUS_SERVER__LISTEN` sets `server.listen`), and values parse as
+/// TOML scalars where they can (numbers, booleans), else as strings.
+/// Unknown keys are errors, from the file and the environment alike.
+pub fn load_str(toml: &str, env: &[(String, String)]) -> Result<Config, ConfigLoadError> {
+    use figment::Figment;
+    use figment::providers::{Format, Toml};
+
+    if toml.len() > MAX_CONFIG_BYTES {
+        return Err(ConfigLoadError(format!("configuration is larger than the {MAX_CONFIG_BYTES} byte limit")));
+    }
+    let figment = Figment::new().merge(Toml::string(toml)).merge(EnvPairs(env));
+    let config: Config = figment.extract().map_err(describe)?;
+    config.validate().map_err(|e| ConfigLoadError(e.to_string()))?;
+    Ok(config)
+}
+
+/// Environment variables as a figment provider. Written by hand instead of
+/// `figment::providers::Env` so the same code path serves the real process
+/// environment, tests and the fuzzer, which pass explicit pairs.
+struct EnvPairs<'a>(&'a [(String, String)]);
+
+impl figment::Provider for EnvPairs<'_> {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable")
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut dict = figment::value::Dict::new();
+        for (name, value) in self.0 {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            if key.is_empty() || key.split('.').any(str::is_empty) {
+                return Err(figment::Error::from(format!("environment variable `{name}` names no setting")));
+            }
+            let Ok(value) = value.parse::<figment::value::Value>();
+            if let figment::value::Value::Dict(_, nested) = figment::util::nest(&key, value) {
+                dict = merge_dicts(dict, nested);
+            }
+        }
+        Ok(figment::Profile::Default.collect(dict))
+    }
+}
+
+fn merge_dicts(mut into: figment::value::Dict, from: figment::value::Dict) -> figment::value::Dict {
+    use figment::value::Value;
+    for (key, value) in from {
+        let merged = match (into.remove(&key), value) {
+            (Some(Value::Dict(tag, a)), Value::Dict(_, b)) => Value::Dict(tag, merge_dicts(a, b)),
+            (_, value) => value,
+        };
+        into.insert(key, merged);
+    }
+    into
+}
+
+/// One line per problem: which key, where it came from, what was wrong.
+fn describe(errors: figment::Error) -> ConfigLoadError {
+    let lines: Vec<String> = errors
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e.metadata.as_ref().map(|m| format!(" (from {})", m.name)).unwrap_or_default();
+            // Depending on the error, figment's path may or may not end with the field.
+            let joined = |field: &str| match e.path.last() {
+                Some(last) if last == field => key.clone(),
+                _ if key.is_empty() => field.to_owned(),
+                _ => format!("{key}.{field}"),
+            };
+            match &e.kind {
+                figment::error::Kind::UnknownField(field, _) => format!("unknown setting `{}`{source}", joined(field)),
+                figment::error::Kind::MissingField(field) => format!("missing setting `{}`{source}", joined(field)),
+                kind if key.is_empty() => format!("{kind}{source}"),
+                kind => format!("invalid setting `{key}`{source}: {kind}"),
+            }
+        })
+        .collect();
+    ConfigLoadError(lines.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +417,60 @@ mod tests {
         let target = c.storage_target().unwrap();
         assert!(matches!(target, StorageTarget::Postgres(_)));
         assert!(!format!("{c:?}").contains("pw@"));
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../../docs/caduceus.example.toml");
+        let config = load_str(text, &[]).unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:8443");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let config =
+            load_str("version = 1\n[server]\nlisten = \"127.0.0.1:1\"\n", &env(&[("CADUCEUS_SERVER__LISTEN", "127.0.0.1:9443")]))
+                .unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:9443");
+        let config = load_str("version = 1\n", &env(&[("CADUCEUS_SPINE__CAPACITY", "17")])).unwrap();
+        assert_eq!(config.spine.capacity, 17);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("version = 1\n[server]\nlisten = 5\n", "server.listen"),
+            ("version = 1\n[server]\nlistne = \"x\"\n", "unknown setting `server.listne`"),
+            ("version = 1\nsurprise = true\n", "unknown setting `surprise`"),
+            ("[server]\nlisten = \"127.0.0.1:1\"\n", "missing setting `version`"),
+            ("version = 2\n", "`version`"),
+            ("version = 1\n[spine]\ncapacity = -3\n", "spine.capacity"),
+            ("version = 1\n[server]\nlisten = \"nowhere\"\n", "`server.listen`"),
+            ("version = 1\n[storage]\nurl = \"mysql://root:pw@db/x\"\n", "`storage.url`"),
+            ("version = [1\n", "TOML"),
+        ];
+        for (text, expected) in cases {
+            let err = load_str(text, &[]).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?} gave {err:?}, expected it to mention {expected:?}");
+            assert!(!err.contains("pw@"), "a password leaked: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_environment_keys_are_errors() {
+        let err = load_str("version = 1\n", &env(&[("CADUCEUS_SERVER__LISTN", "x")])).unwrap_err().to_string();
+        assert!(err.contains("server.listn"), "{err}");
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn other_environment_variables_are_ignored() {
+        let config = load_str("version = 1\n", &env(&[("PATH", "/bin"), ("CADUCEUSX", "1")])).unwrap();
+        assert_eq!(config.version, 1);
+        let err = load_str("version = 1\n", &env(&[("CADUCEUS_", "1")])).unwrap_err().to_string();
+        assert!(err.contains("names no setting"), "{err}");
     }
 }

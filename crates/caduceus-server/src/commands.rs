@@ -14,7 +14,7 @@ use crate::{auth, demo, telemetry};
 
 /// `caduceus serve --config FILE`
 pub async fn serve(config_path: &Path) -> Result<(), ServerError> {
-    let config = crate::config::load(Some(config_path))?;
+    let config = crate::config::load(config_path)?;
     telemetry::init(&config.log);
     let platform = Platform::start(config, Arc::new(SystemClock)).await?;
     serve::run(platform, serve::shutdown_signal(), |listening| {
@@ -52,7 +52,7 @@ pub async fn demo(data_dir: PathBuf, listen: String) -> Result<(), ServerError> 
 
 /// `caduceus admin issue-token --config FILE --label LABEL`
 pub async fn issue_token(config_path: &Path, label: &str, replace: bool) -> Result<(), ServerError> {
-    let config = crate::config::load(Some(config_path))?;
+    let config = crate::config::load(config_path)?;
     telemetry::init(&config.log);
     let platform = Platform::start(config, Arc::new(SystemClock)).await?;
     let issued = auth::issue_admin_token(&platform, label, None, replace).await;

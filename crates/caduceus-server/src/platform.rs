@@ -12,7 +12,7 @@ use caduceus_core::{Actor, Clock, Payload, SecurityEvent, Severity, Status, Targ
 use caduceus_spine::{InProcessSpine, Receipt, Spine, SpineError};
 use caduceus_store::{Store, StoreError};
 
-use crate::config::ConfigLoadError;
+use caduceus_core::config::ConfigLoadError;
 use crate::tls::TlsError;
 
 /// Anything that stops the platform from starting or serving.

@@ -14,13 +14,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use caduceus_core::SecurityEvent;
-use caduceus_store::{Store, StoredEvent};
+use caduceus_store::{Store, StoreError, StoredEvent};
 use tokio::sync::{Semaphore, watch};
 
 use crate::{Receipt, Spine, SpineError, SpineStats, Subscription};
 
 /// How many events a consumer reads from the store at a time.
 const READ_BATCH: u32 = 256;
+
+/// How often an append that collided with another writer is retried.
+const MAX_APPEND_RETRIES: u32 = 8;
 
 #[derive(Clone)]
 pub struct InProcessSpine {
@@ -50,8 +53,10 @@ struct Inner {
 struct State {
     /// Subscribed consumers and their last acknowledged seq.
     consumers: HashMap<String, u64>,
-    /// Every event with seq <= this has had its permit returned.
-    released_upto: u64,
+    /// Seqs of events published here whose permit is still held, in order.
+    /// At most `capacity` long. Events appended by another process sharing
+    /// the store hold no permit here.
+    held: VecDeque<u64>,
 }
 
 impl InProcessSpine {
@@ -71,7 +76,7 @@ impl InProcessSpine {
                 room: Semaphore::new(capacity),
                 head: tokio::sync::Mutex::new(head),
                 head_tx,
-                state: Mutex::new(State { consumers: HashMap::new(), released_upto: head }),
+                state: Mutex::new(State { consumers: HashMap::new(), held: VecDeque::new() }),
                 closed: AtomicBool::new(false),
                 published: AtomicU64::new(0),
                 rejected_full: AtomicU64::new(0),
@@ -108,10 +113,13 @@ impl Inner {
     /// Return the permits of every event all consumers have acknowledged.
     fn release(&self, state: &mut State, head: u64) {
         let floor = state.consumers.values().copied().min().unwrap_or(head).min(head);
-        if floor > state.released_upto {
-            let n = floor - state.released_upto;
-            state.released_upto = floor;
-            self.room.add_permits(usize::try_from(n).unwrap_or(usize::MAX));
+        let mut freed = 0;
+        while state.held.front().is_some_and(|seq| *seq <= floor) {
+            state.held.pop_front();
+            freed += 1;
+        }
+        if freed > 0 {
+            self.room.add_permits(freed);
         }
     }
 
@@ -141,20 +149,42 @@ impl Inner {
         };
 
         let mut head = self.head.lock().await;
-        let seq = *head + 1;
-        let stored = match StoredEvent::new(seq, event) {
+        let mut stored = match StoredEvent::new(*head + 1, event) {
             Ok(stored) => stored,
             Err(e) => {
                 self.persist_failed.fetch_add(1, Ordering::Relaxed);
                 return Err(e.into());
             }
         };
-        if let Err(e) = self.store.append_events(std::slice::from_ref(&stored)).await {
-            // The permit drops back into the semaphore: nothing was published.
-            self.persist_failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(seq, error = %e, "spine could not persist an event");
-            return Err(e.into());
+        let mut attempts = 0;
+        loop {
+            match self.store.append_events(std::slice::from_ref(&stored)).await {
+                Ok(()) => break,
+                // Another process sharing the store (an admin command, a
+                // second server on PostgreSQL) appended first: continue
+                // after its events.
+                Err(StoreError::Conflict(_)) if attempts < MAX_APPEND_RETRIES => {
+                    attempts += 1;
+                    match self.store.last_seq().await {
+                        Ok(last) => {
+                            *head = last;
+                            stored.seq = last + 1;
+                        }
+                        Err(e) => {
+                            self.persist_failed.fetch_add(1, Ordering::Relaxed);
+                            return Err(e.into());
+                        }
+                    }
+                }
+                Err(e) => {
+                    // The permit drops back into the semaphore: nothing was published.
+                    self.persist_failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(seq = stored.seq, error = %e, "spine could not persist an event");
+                    return Err(e.into());
+                }
+            }
         }
+        let seq = stored.seq;
         // From here the event is durable: its permit is returned only when
         // every consumer has acknowledged it.
         permit.forget();
@@ -163,6 +193,7 @@ impl Inner {
         self.published.fetch_add(1, Ordering::Relaxed);
         {
             let mut state = self.state();
+            state.held.push_back(seq);
             self.release(&mut state, seq);
         }
         drop(head);
