@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// A point in time as milliseconds since the Unix epoch (UTC), the unit OCSF
 /// uses for its `time` attribute.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 

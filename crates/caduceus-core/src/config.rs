@@ -216,10 +216,7 @@ impl Config {
             _ => {}
         }
         if self.server.danger_plaintext_http && self.server.tls_cert.is_some() {
-            return Err(invalid(
-                "server.danger_plaintext_http",
-                "cannot be combined with server.tls_cert; choose one",
-            ));
+            return Err(invalid("server.danger_plaintext_http", "cannot be combined with server.tls_cert; choose one"));
         }
         if !(1024..=1024 * 1024 * 1024).contains(&self.server.max_body_bytes) {
             return Err(invalid("server.max_body_bytes", "must be between 1 KiB and 1 GiB"));
@@ -274,7 +271,6 @@ impl Config {
         Err(invalid("storage.url", "must start with sqlite:// or postgres://"))
     }
 }
-
 
 /// The prefix of environment variables that override the file.
 pub const ENV_PREFIX: &str = "CADUCEUS_";
@@ -389,7 +385,8 @@ mod tests {
 
     #[test]
     fn each_bad_setting_names_its_key() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Config)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("version", Box::new(|c| c.version = 2)),
             ("server.listen", Box::new(|c| c.server.listen = "localhost".into())),
             ("server.tls_key", Box::new(|c| c.server.tls_cert = Some("c.pem".into()))),
@@ -428,9 +425,11 @@ mod tests {
 
     #[test]
     fn environment_overrides_the_file() {
-        let config =
-            load_str("version = 1\n[server]\nlisten = \"127.0.0.1:1\"\n", &env(&[("CADUCEUS_SERVER__LISTEN", "127.0.0.1:9443")]))
-                .unwrap();
+        let config = load_str(
+            "version = 1\n[server]\nlisten = \"127.0.0.1:1\"\n",
+            &env(&[("CADUCEUS_SERVER__LISTEN", "127.0.0.1:9443")]),
+        )
+        .unwrap();
         assert_eq!(config.server.listen, "127.0.0.1:9443");
         let config = load_str("version = 1\n", &env(&[("CADUCEUS_SPINE__CAPACITY", "17")])).unwrap();
         assert_eq!(config.spine.capacity, 17);

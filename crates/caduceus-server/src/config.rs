@@ -15,10 +15,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigLoadError> {
     // Read one byte past the limit to tell "at the limit" from "over it".
     file.take(MAX_CONFIG_BYTES as u64 + 1).read_to_string(&mut text).map_err(cannot)?;
     if text.len() > MAX_CONFIG_BYTES {
-        return Err(ConfigLoadError(format!(
-            "{} is larger than the {MAX_CONFIG_BYTES} byte limit",
-            path.display()
-        )));
+        return Err(ConfigLoadError(format!("{} is larger than the {MAX_CONFIG_BYTES} byte limit", path.display())));
     }
     let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
     load_str(&text, &env).map_err(|e| ConfigLoadError(format!("{}: {}", path.display(), e.0)))

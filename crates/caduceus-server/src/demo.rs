@@ -16,10 +16,7 @@ pub async fn seed(platform: &Platform) -> Result<(), ServerError> {
         ("site.name", DEMO_SITE.to_owned()),
         ("storage.backend", platform.store.backend().as_str().to_owned()),
         ("spine.capacity", config.spine.capacity.to_string()),
-        (
-            "server.tls",
-            if config.server.danger_plaintext_http { "plaintext (danger)" } else { "tls" }.to_owned(),
-        ),
+        ("server.tls", if config.server.danger_plaintext_http { "plaintext (danger)" } else { "tls" }.to_owned()),
     ];
     for (key, detail) in settings {
         platform

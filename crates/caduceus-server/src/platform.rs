@@ -12,8 +12,8 @@ use caduceus_core::{Actor, Clock, Payload, SecurityEvent, Severity, Status, Targ
 use caduceus_spine::{InProcessSpine, Receipt, Spine, SpineError};
 use caduceus_store::{Store, StoreError};
 
-use caduceus_core::config::ConfigLoadError;
 use crate::tls::TlsError;
+use caduceus_core::config::ConfigLoadError;
 
 /// Anything that stops the platform from starting or serving.
 #[derive(Debug, thiserror::Error)]
@@ -101,10 +101,8 @@ impl Platform {
 
     /// Record the stop, close the spine (consumers drain) and flush storage.
     pub async fn shutdown(&self) {
-        let stopping = Payload::ServiceLifecycle {
-            phase: LifecyclePhase::Stopping,
-            version: caduceus_core::VERSION.into(),
-        };
+        let stopping =
+            Payload::ServiceLifecycle { phase: LifecyclePhase::Stopping, version: caduceus_core::VERSION.into() };
         if let Err(e) = self.record(Severity::Informational, Actor::system(), None, "caduceus stopping", stopping).await
         {
             tracing::warn!(error = %e, "could not record the stop event");

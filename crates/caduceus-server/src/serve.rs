@@ -87,8 +87,7 @@ pub async fn run(
         platform.shutdown().await;
         return Err(ServerError::Io(format!("cannot listen on {addr}: {reason}")));
     };
-    let listening =
-        Listening { addr: bound, scheme: if material.is_some() { "https" } else { "http" }, tls: material };
+    let listening = Listening { addr: bound, scheme: if material.is_some() { "https" } else { "http" }, tls: material };
     tracing::info!(addr = %bound, scheme = listening.scheme, "serving");
     on_listening(&listening);
 

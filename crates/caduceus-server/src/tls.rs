@@ -61,8 +61,11 @@ fn generate(dir: &Path, cert_path: &Path, key_path: &Path, listen: &str) -> Resu
     }
     let certified = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(cert_path, certified.cert.pem())
-        .map_err(|source| TlsError::Io { action: "write", path: cert_path.into(), source })?;
+    std::fs::write(cert_path, certified.cert.pem()).map_err(|source| TlsError::Io {
+        action: "write",
+        path: cert_path.into(),
+        source,
+    })?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed tls certificate");
     Ok(())
 }
@@ -77,9 +80,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
         options.mode(0o600);
     }
     let mut file = options.open(path).map_err(|source| TlsError::Io { action: "create", path: path.into(), source })?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|source| TlsError::Io { action: "write", path: path.into(), source })
+    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|source| TlsError::Io {
+        action: "write",
+        path: path.into(),
+        source,
+    })
 }
 
 fn fingerprint(cert_path: &Path) -> Result<String, TlsError> {

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use caduceus_core::config::Config;
 use caduceus_core::SystemClock;
+use caduceus_core::config::Config;
 use caduceus_server::serve::{self, Listening};
 use caduceus_server::{Platform, auth};
 use serde_json::{Value, json};
@@ -114,7 +114,9 @@ async fn operations_endpoints_answer_over_tls() {
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
     assert!(text.contains(r#"caduceus_http_requests_total{method="GET",route="/healthz",status="200"} 1"#), "{text}");
-    assert!(text.contains(r#"caduceus_http_request_duration_seconds_count{method="GET",route="/readyz",status="200"} 1"#));
+    assert!(
+        text.contains(r#"caduceus_http_request_duration_seconds_count{method="GET",route="/readyz",status="200"} 1"#)
+    );
     assert!(text.contains("caduceus_spine_depth 0"));
     assert!(text.contains("caduceus_spine_published_total 2"), "start and token events: {text}");
     assert!(text.contains(r#"caduceus_spine_rejected_total{reason="full"} 0"#));
@@ -222,8 +224,15 @@ async fn submitted_events_are_durable_and_listed_in_order() {
     let receipt: Value = r.json().await.unwrap();
     assert_eq!(receipt["seq"], 3);
 
-    let page: Value =
-        server.get("/api/v1/events?after=0&limit=2").bearer_auth(&server.token).send().await.unwrap().json().await.unwrap();
+    let page: Value = server
+        .get("/api/v1/events?after=0&limit=2")
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
     assert_eq!(page["next_after"], 2);
     let page: Value =
@@ -243,15 +252,28 @@ async fn submitted_events_are_durable_and_listed_in_order() {
 async fn hostile_requests_never_crash_the_server() {
     let server = start().await;
     let odd_paths = [
-        "/%00", "/..%2f..%2fetc/passwd", "/api/v1/events?limit=99999999999999999999", "/api/v1/events?after=abc",
-        "/healthz?%zz", "/api/openapi.json/../../x", "/metrics/", "//", "/api/v1/events?limit=1&limit=2",
+        "/%00",
+        "/..%2f..%2fetc/passwd",
+        "/api/v1/events?limit=99999999999999999999",
+        "/api/v1/events?after=abc",
+        "/healthz?%zz",
+        "/api/openapi.json/../../x",
+        "/metrics/",
+        "//",
+        "/api/v1/events?limit=1&limit=2",
     ];
     for path in odd_paths {
         let r = server.get(path).bearer_auth(&server.token).send().await.unwrap();
         assert!(r.status().as_u16() < 500, "{path} gave {}", r.status());
     }
     let bodies = [
-        "null", "[]", "\"\"", "{\"severity_id\": 300}", "{\"a\":", &"[".repeat(3000), &format!("\"{}\"", "\\u0000".repeat(500)),
+        "null",
+        "[]",
+        "\"\"",
+        "{\"severity_id\": 300}",
+        "{\"a\":",
+        &"[".repeat(3000),
+        &format!("\"{}\"", "\\u0000".repeat(500)),
     ];
     for body in bodies {
         let r = server
@@ -278,7 +300,10 @@ async fn graceful_shutdown_records_the_stop_and_flushes_storage() {
     let events = store.events_after(0, 100).await.unwrap();
     let messages: Vec<&str> = events.iter().map(|e| e.event.message()).collect();
     assert_eq!(messages, vec!["caduceus started", "admin api token issued", "caduceus stopping"]);
-    assert!(!dir.path().join("caduceus.db-wal").exists() || std::fs::metadata(dir.path().join("caduceus.db-wal")).unwrap().len() == 0);
+    assert!(
+        !dir.path().join("caduceus.db-wal").exists()
+            || std::fs::metadata(dir.path().join("caduceus.db-wal")).unwrap().len() == 0
+    );
     store.close().await;
 }
 

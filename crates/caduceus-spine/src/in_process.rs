@@ -61,11 +61,7 @@ struct State {
 
 impl InProcessSpine {
     /// A spine over `store`, continuing after the last event already in it.
-    pub async fn open(
-        store: Arc<dyn Store>,
-        capacity: usize,
-        publish_timeout: Duration,
-    ) -> Result<Self, SpineError> {
+    pub async fn open(store: Arc<dyn Store>, capacity: usize, publish_timeout: Duration) -> Result<Self, SpineError> {
         let head = store.last_seq().await?;
         let (head_tx, _) = watch::channel(head);
         Ok(Self {
@@ -284,10 +280,9 @@ impl Subscription for InProcessSubscription {
             let head = *self.head_rx.borrow_and_update();
             if self.delivered < head {
                 let batch = self.inner.store.events_after(self.delivered, READ_BATCH).await?;
-                // Only events up to the announced head are complete; the
-                // store never holds gaps, but check order to be sure.
-                let mut expected = self.delivered + 1;
-                for event in batch {
+                // The store never holds gaps; check the order anyway, since
+                // a consumer that skipped an event would break the guarantee.
+                for (expected, event) in (self.delivered + 1..).zip(batch) {
                     if event.seq != expected {
                         return Err(caduceus_store::StoreError::Corrupt(format!(
                             "spine gap: expected seq {expected}, found {}",
@@ -295,7 +290,6 @@ impl Subscription for InProcessSubscription {
                         ))
                         .into());
                     }
-                    expected += 1;
                     self.prefetched.push_back(event);
                 }
                 continue;

@@ -13,9 +13,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use caduceus_core::Timestamp;
 use caduceus_core::config::{Config, StorageTarget};
 use caduceus_core::event::{EventDigest, SecurityEvent};
-use caduceus_core::Timestamp;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use caduceus_core::Timestamp;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{
     ApiTokenRecord, ApiTokens, Backend, ConsumerCursors, EventLog, Result, Store, StoreError, StoredEvent,

@@ -85,7 +85,10 @@ impl Harness {
         self.store.close().await;
         if let Some((admin_url, name)) = self.postgres {
             let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&admin)
+                .await
+                .unwrap();
             admin.close().await;
         }
     }

@@ -59,10 +59,8 @@ pub async fn list_events(
     }
     let stored = state.platform.store.events_after(query.after.unwrap_or(0), limit).await?;
     let next_after = if stored.len() == limit as usize { stored.last().map(|e| e.seq) } else { None };
-    let events = stored
-        .into_iter()
-        .map(|s| EventRecord { seq: s.seq, digest: s.digest.to_hex(), event: s.event })
-        .collect();
+    let events =
+        stored.into_iter().map(|s| EventRecord { seq: s.seq, digest: s.digest.to_hex(), event: s.event }).collect();
     Ok(Json(EventPage { events, next_after }))
 }
 

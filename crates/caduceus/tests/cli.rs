@@ -1,0 +1,270 @@
+//! The real `caduceus` binary, end to end: `demo`, `serve --config` on SQLite
+//! and PostgreSQL, `admin issue-token`, `version`, bad configurations, and
+//! clean shutdown on SIGTERM. The crate's only integration-test binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_caduceus");
+
+/// A running `caduceus` process and the lines it has printed.
+struct Running {
+    child: Child,
+    stdout: Vec<String>,
+    url: String,
+}
+
+fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    // The tests' own environment must not leak settings into the process.
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CADUCEUS_")) {
+        cmd.env_remove(key);
+    }
+    cmd.env("RUST_LOG", "info");
+    cmd
+}
+
+/// Start the binary and wait for its `listening on URL` line.
+fn spawn(mut cmd: Command) -> Running {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let url = url.to_owned();
+                    lines.push(line);
+                    return Running { child, stdout: lines, url };
+                }
+                lines.push(line);
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let output = child.wait_with_output().unwrap();
+                panic!(
+                    "no `listening on` line; stdout so far: {lines:?}; stderr: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+        }
+    }
+}
+
+impl Running {
+    fn client(&self, data_dir: &Path) -> reqwest::Client {
+        let pem = std::fs::read(data_dir.join("tls/cert.pem")).unwrap();
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    /// SIGTERM, then expect a clean exit; returns stderr.
+    fn terminate(mut self) -> String {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+                assert!(status.success(), "exit {status:?}; stderr: {stderr}");
+                return stderr;
+            }
+            assert!(std::time::Instant::now() < deadline, "did not exit within 30 s of SIGTERM");
+            #[allow(clippy::disallowed_methods)] // polling a child process from a test, not runtime code
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn token_from(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("cad_")).map(str::to_owned))
+        .expect("a token line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_https_with_a_fresh_credential_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut cmd = command();
+    cmd.args(["demo", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data);
+    let demo = spawn(cmd);
+    assert!(demo.url.starts_with("https://127.0.0.1:"), "{}", demo.url);
+    let fingerprint = demo.stdout.iter().find(|l| l.contains("sha-256 fingerprint")).unwrap().clone();
+    let token = token_from(&demo.stdout);
+
+    let client = demo.client(&data);
+    for path in ["/healthz", "/readyz", "/metrics", "/api/openapi.json"] {
+        let r = client.get(format!("{}{path}", demo.url)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let events: Value = client
+        .get(format!("{}/api/v1/events", demo.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let messages: Vec<&str> =
+        events["events"].as_array().unwrap().iter().map(|e| e["event"]["message"].as_str().unwrap()).collect();
+    assert_eq!(messages[0], "caduceus started");
+    assert!(messages.contains(&"demo configuration loaded"));
+    let stderr = demo.terminate();
+    assert!(stderr.contains("shut down cleanly"), "{stderr}");
+    assert!(!stderr.contains(&token), "the token must never reach the log");
+    // Logs are JSON lines.
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    }
+
+    // A second start reuses the certificate and replaces the credential.
+    let mut cmd = command();
+    cmd.args(["demo", "--listen", "127.0.0.1:0", "--data-dir"]).arg(&data);
+    let again = spawn(cmd);
+    let fingerprint_again = again.stdout.iter().find(|l| l.contains("sha-256 fingerprint")).unwrap();
+    assert_eq!(&fingerprint, fingerprint_again);
+    let new_token = token_from(&again.stdout);
+    assert_ne!(token, new_token, "each demo start prints a new credential");
+    let client = again.client(&data);
+    let old = client.get(format!("{}/api/v1/events", again.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(old.status(), 401, "the previous demo credential stops working");
+    let new = client.get(format!("{}/api/v1/events", again.url)).bearer_auth(&new_token).send().await.unwrap();
+    assert_eq!(new.status(), 200);
+    again.terminate();
+}
+
+fn write_config(dir: &Path, storage: &str) -> std::path::PathBuf {
+    let path = dir.join("caduceus.toml");
+    let text = format!(
+        "version = 1\ndata_dir = \"{}\"\n[server]\nlisten = \"127.0.0.1:0\"\n{storage}",
+        dir.join("data").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn serve_round_trip(config: &Path, data: &Path, expected_backend: &str) {
+    // Issue a token with the server stopped, then serve and use it.
+    let output = command().args(["admin", "issue-token", "--label", "ops", "--config"]).arg(config).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let token = token_from(&String::from_utf8(output.stdout).unwrap().lines().map(str::to_owned).collect::<Vec<_>>());
+
+    let mut cmd = command();
+    cmd.args(["serve", "--config"]).arg(config);
+    let server = spawn(cmd);
+    let client = server.client(data);
+    let ready: Value = client.get(format!("{}/readyz", server.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["storage"], expected_backend);
+    let status = client.get(format!("{}/api/v1/status", server.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+    // A token issued while the server runs works too, and the server keeps publishing.
+    let output = command().args(["admin", "issue-token", "--config"]).arg(config).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let body = serde_json::json!({
+        "severity_id": 1, "actor": {"kind": "system", "uid": "test"}, "message": "after cli",
+        "payload": {"type": "config_change", "key": "k", "detail": "d"}
+    });
+    let r = client.post(format!("{}/api/v1/events", server.url)).bearer_auth(&token).json(&body).send().await;
+    assert_eq!(r.unwrap().status(), 202);
+    server.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_a_config_file_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    serve_round_trip(&config, &dir.path().join("data"), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_a_config_file_on_postgresql() {
+    let admin_url =
+        std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let admin = match sqlx_free_connect(&admin_url) {
+        Ok(()) => admin_url,
+        Err(e) => {
+            if std::env::var("TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                panic!("TEST_REQUIRE_POSTGRES=1 but PostgreSQL is unreachable: {e}");
+            }
+            eprintln!("\n*** SKIPPED: serve on PostgreSQL: cannot connect ({e}). ***\n");
+            return;
+        }
+    };
+    let name = format!("caduceus_cli_{}", std::process::id());
+    psql(&admin, &format!("DROP DATABASE IF EXISTS {name}"));
+    psql(&admin, &format!("CREATE DATABASE {name}"));
+    let base = admin.rsplit_once('/').unwrap().0;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &format!("[storage]\nurl = \"{base}/{name}\"\n"));
+    serve_round_trip(&config, &dir.path().join("data"), "postgres").await;
+    psql(&admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+}
+
+/// Reach PostgreSQL with the `psql` client (no database driver in this crate).
+fn sqlx_free_connect(url: &str) -> Result<(), String> {
+    let out = Command::new("psql").args([url, "-tAc", "SELECT 1"]).output().map_err(|e| e.to_string())?;
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()) }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-tAc", sql]).output().unwrap();
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn bad_configurations_fail_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("version = 1\n[server]\nlistne = \"x\"\n", "unknown setting `server.listne`"),
+        ("version = 1\n[server]\nmax_body_bytes = \"big\"\n", "`server.max_body_bytes`"),
+        ("version = 1\n[server]\nlisten = \"not an address\"\n", "`server.listen`"),
+        ("version = 3\n", "`version`"),
+        ("version = \n", "TOML"),
+    ];
+    for (text, expected) in cases {
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let output = command().args(["serve", "--config"]).arg(&path).output().unwrap();
+        assert!(!output.status.success(), "{text:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(stderr.contains(expected), "{text:?}: {stderr}");
+    }
+    // An unknown environment override is refused the same way.
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, "version = 1\n").unwrap();
+    let output = command().args(["serve", "--config"]).arg(&path).env("CADUCEUS_SERVER__LISTN", "x").output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("server.listn"));
+    // A missing file.
+    let output = command().args(["serve", "--config", "/nonexistent/caduceus.toml"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read /nonexistent/caduceus.toml"));
+}
+
+#[test]
+fn version_prints_the_version() {
+    let output = command().arg("version").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8(output.stdout).unwrap().trim(), format!("caduceus {}", env!("CARGO_PKG_VERSION")));
+}
