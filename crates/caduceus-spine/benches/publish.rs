@@ -66,7 +66,7 @@ async fn run(producers: usize, per_producer: usize) -> (f64, f64) {
 async fn main() {
     let events: usize = std::env::var("BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
     println!("spine publish, SQLite WAL synchronous=FULL, one fsync per event, {events} events");
-    for producers in [1, 4, 16] {
+    for producers in [1, 4, 16, 64] {
         let (publish_rate, end_to_end) = run(producers, events / producers).await;
         println!(
             "  {producers:>2} producer(s): {publish_rate:>8.0} durable publishes/s, {end_to_end:>8.0} events/s through to the consumer"

@@ -255,3 +255,27 @@ async fn another_writer_on_the_same_store_does_not_break_publishing() {
     let messages: Vec<&str> = all.iter().map(|e| e.event.message()).collect();
     assert_eq!(messages, vec!["server 1", "cli 1", "server 2"]);
 }
+
+#[tokio::test]
+async fn a_cancelled_publish_never_miscounts_the_room() {
+    let (store, _dir) = store().await;
+    let spine = spine(&store, 4, 50).await;
+    let _slow = spine.subscribe("slow").await.unwrap();
+    // Three publishers give up (a client disconnecting) right after handing
+    // their events over; the events may still be committed, but the room
+    // they hold must be accounted exactly.
+    for i in 0..3 {
+        let _ = tokio::time::timeout(Duration::ZERO, spine.publish(event(&format!("cancelled {i}")))).await;
+    }
+    let mut accepted = 0;
+    for i in 0..10 {
+        match spine.publish(event(&format!("after {i}"))).await {
+            Ok(_) => accepted += 1,
+            Err(SpineError::Full { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let stored = store.last_seq().await.unwrap();
+    assert_eq!(stored, 4, "exactly `capacity` events are in flight, cancelled ones included");
+    assert_eq!(accepted + 3, 4);
+}

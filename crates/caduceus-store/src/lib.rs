@@ -21,7 +21,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// What went wrong, by kind, so callers can decide (retry, 404, 503, alarm).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A write collided with an existing row (for example a duplicate sequence number).
     #[error("conflict: {0}")]
