@@ -193,7 +193,7 @@ impl Inner {
             // Closed between the check above and now.
             return Err(self.closed_error());
         }
-        answer.await.unwrap_or_else(|_| Err(SpineError::Closed))
+        answer.await.unwrap_or(Err(SpineError::Closed))
     }
 
     /// Write one group of publishes in one transaction and answer each.
