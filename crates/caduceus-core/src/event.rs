@@ -25,11 +25,12 @@ pub const EVENT_SCHEMA_VERSION: u16 = 1;
 /// before parsing.
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
 
-/// Longest accepted free-text message, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024;
+/// Longest accepted free-text message, in characters. (The OpenAPI schema
+/// repeats these two limits as literals; a test keeps them equal.)
+pub const MAX_MESSAGE_CHARS: usize = 4 * 1024;
 
-/// Longest accepted identifier or label inside an event, in bytes.
-pub const MAX_FIELD_BYTES: usize = 256;
+/// Longest accepted identifier or label inside an event, in characters.
+pub const MAX_FIELD_CHARS: usize = 256;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EventError {
@@ -41,7 +42,7 @@ pub enum EventError {
     UnsupportedSchema(u16),
     #[error("field `{field}` is inconsistent with the payload: expected {expected}, got {got}")]
     Inconsistent { field: &'static str, expected: u64, got: u64 },
-    #[error("field `{field}` is {size} bytes, longer than the {max} byte limit")]
+    #[error("field `{field}` is {size} characters, longer than the {max} character limit")]
     FieldTooLong { field: &'static str, size: usize, max: usize },
     #[error("could not canonicalise event: {0}")]
     Canonical(String),
@@ -115,6 +116,35 @@ pub enum Severity {
     Fatal,
     Other,
 }
+
+/// Documented as the integer codes OCSF defines, which is how it is serialised.
+fn code_schema(description: &str, codes: &[u8]) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .enum_values(Some(codes.iter().copied()))
+        .description(Some(description))
+        .into()
+}
+
+impl utoipa::PartialSchema for Severity {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        code_schema(
+            "OCSF severity_id: 0 unknown, 1 informational, 2 low, 3 medium, 4 high, 5 critical, 6 fatal, 99 other",
+            &[0, 1, 2, 3, 4, 5, 6, 99],
+        )
+    }
+}
+
+impl utoipa::ToSchema for Severity {}
+
+impl utoipa::PartialSchema for Status {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        code_schema("OCSF status_id: 0 unknown, 1 success, 2 failure, 99 other", &[0, 1, 2, 99])
+    }
+}
+
+impl utoipa::ToSchema for Status {}
 
 impl From<Severity> for u8 {
     fn from(s: Severity) -> u8 {
@@ -201,6 +231,7 @@ pub enum ActorKind {
 pub struct Actor {
     pub kind: ActorKind,
     /// Stable identifier of the actor (account id, device id, `caduceus`).
+    #[schema(max_length = 256)]
     pub uid: String,
 }
 
@@ -216,7 +247,9 @@ impl Actor {
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// Kind of object, e.g. `config`, `api_token`, `device`, `patient_record`.
+    #[schema(max_length = 256)]
     pub kind: String,
+    #[schema(max_length = 256)]
     pub uid: String,
 }
 
@@ -233,12 +266,26 @@ pub enum LifecyclePhase {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Payload {
     /// Caduceus started or is shutting down.
-    ServiceLifecycle { phase: LifecyclePhase, version: String },
+    ServiceLifecycle {
+        phase: LifecyclePhase,
+        #[schema(max_length = 256)]
+        version: String,
+    },
     /// A configuration setting was changed or loaded. `key` names the setting;
     /// `detail` never carries a secret value.
-    ConfigChange { key: String, detail: String },
+    ConfigChange {
+        #[schema(max_length = 256)]
+        key: String,
+        #[schema(max_length = 4096)]
+        detail: String,
+    },
     /// An API token was issued. Only the token's public id is recorded.
-    ApiTokenIssued { token_id: String, label: String },
+    ApiTokenIssued {
+        #[schema(max_length = 256)]
+        token_id: String,
+        #[schema(max_length = 256)]
+        label: String,
+    },
 }
 
 impl Payload {
@@ -265,22 +312,26 @@ impl Payload {
 
     fn check_lengths(&self) -> Result<(), EventError> {
         match self {
-            Self::ServiceLifecycle { version, .. } => check_len("payload.version", version, MAX_FIELD_BYTES),
+            Self::ServiceLifecycle { version, .. } => check_len("payload.version", version, MAX_FIELD_CHARS),
             Self::ConfigChange { key, detail } => {
-                check_len("payload.key", key, MAX_FIELD_BYTES)?;
-                check_len("payload.detail", detail, MAX_MESSAGE_BYTES)
+                check_len("payload.key", key, MAX_FIELD_CHARS)?;
+                check_len("payload.detail", detail, MAX_MESSAGE_CHARS)
             }
             Self::ApiTokenIssued { token_id, label } => {
-                check_len("payload.token_id", token_id, MAX_FIELD_BYTES)?;
-                check_len("payload.label", label, MAX_FIELD_BYTES)
+                check_len("payload.token_id", token_id, MAX_FIELD_CHARS)?;
+                check_len("payload.label", label, MAX_FIELD_CHARS)
             }
         }
     }
 }
 
 fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), EventError> {
+    // Bytes bound characters from above: only count when it could matter.
     if value.len() > max {
-        return Err(EventError::FieldTooLong { field, size: value.len(), max });
+        let size = value.chars().count();
+        if size > max {
+            return Err(EventError::FieldTooLong { field, size, max });
+        }
     }
     Ok(())
 }
@@ -298,13 +349,12 @@ pub struct SecurityEvent {
     category_uid: u32,
     activity_id: u32,
     type_uid: u64,
-    #[schema(value_type = u8)]
     severity_id: Severity,
-    #[schema(value_type = u8)]
     status_id: Status,
     actor: Actor,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target: Option<Target>,
+    #[schema(max_length = 4096)]
     message: String,
     payload: Payload,
 }
@@ -375,11 +425,11 @@ impl SecurityEvent {
         payload: Payload,
     ) -> Result<Self, EventError> {
         let message = message.into();
-        check_len("message", &message, MAX_MESSAGE_BYTES)?;
-        check_len("actor.uid", &actor.uid, MAX_FIELD_BYTES)?;
+        check_len("message", &message, MAX_MESSAGE_CHARS)?;
+        check_len("actor.uid", &actor.uid, MAX_FIELD_CHARS)?;
         if let Some(target) = &target {
-            check_len("target.kind", &target.kind, MAX_FIELD_BYTES)?;
-            check_len("target.uid", &target.uid, MAX_FIELD_BYTES)?;
+            check_len("target.kind", &target.kind, MAX_FIELD_CHARS)?;
+            check_len("target.uid", &target.uid, MAX_FIELD_CHARS)?;
         }
         payload.check_lengths()?;
         let class = payload.class();
@@ -574,7 +624,22 @@ mod tests {
             SecurityEvent::from_json_slice(&big),
             Err(EventError::TooLarge { size: MAX_EVENT_BYTES + 1, max: MAX_EVENT_BYTES })
         );
-        let long = "x".repeat(MAX_MESSAGE_BYTES + 1);
+        // Multi-byte characters count once each.
+        let fits = "é".repeat(MAX_MESSAGE_CHARS);
+        assert!(
+            SecurityEvent::new(
+                EventId::new(Timestamp(0)),
+                Timestamp(0),
+                Severity::Low,
+                Status::Success,
+                Actor::system(),
+                None,
+                fits,
+                Payload::ServiceLifecycle { phase: LifecyclePhase::Started, version: "1".into() },
+            )
+            .is_ok()
+        );
+        let long = "x".repeat(MAX_MESSAGE_CHARS + 1);
         let err = SecurityEvent::new(
             EventId::new(Timestamp(0)),
             Timestamp(0),
@@ -587,6 +652,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, EventError::FieldTooLong { field: "message", .. }));
+    }
+
+    #[test]
+    fn openapi_schema_repeats_the_length_limits() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(SecurityEvent::schema()).unwrap();
+        assert_eq!(schema["properties"]["message"]["maxLength"], MAX_MESSAGE_CHARS);
+        let actor = serde_json::to_value(Actor::schema()).unwrap();
+        assert_eq!(actor["properties"]["uid"]["maxLength"], MAX_FIELD_CHARS);
+        let payload = serde_json::to_value(Payload::schema()).unwrap();
+        assert_eq!(payload["oneOf"][1]["properties"]["detail"]["maxLength"], MAX_MESSAGE_CHARS);
+        assert_eq!(payload["oneOf"][1]["properties"]["key"]["maxLength"], MAX_FIELD_CHARS);
     }
 
     #[test]

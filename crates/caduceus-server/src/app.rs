@@ -75,15 +75,37 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Payload variants refuse unknown fields (`deny_unknown_fields`), which
+/// utoipa does not carry over to the variants of an internally tagged enum:
+/// say it in the document so clients and API fuzzers know.
+struct ClosedPayloads;
+
+impl utoipa::Modify for ClosedPayloads {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        let Some(components) = openapi.components.as_mut() else { return };
+        let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("Payload") else { return };
+        for item in &mut one_of.items {
+            if let RefOr::T(Schema::Object(object)) = item {
+                object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+    }
+}
+
 /// The routes and their OpenAPI document, before layers.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
         .routes(routes!(events::list_events, events::submit_event))
         .routes(routes!(status::status))
-        .split_for_parts()
+        .split_for_parts();
+    // After the routes: only then are their schemas in the document.
+    utoipa::Modify::modify(&ClosedPayloads, &mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document as served at `/api/openapi.json`.

@@ -138,6 +138,10 @@ async fn openapi_document_is_3_1_and_lists_every_endpoint() {
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"]["SecurityEvent"].is_object());
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+    for variant in doc["components"]["schemas"]["Payload"]["oneOf"].as_array().unwrap() {
+        assert_eq!(variant["additionalProperties"], false, "payloads refuse unknown fields: {variant}");
+    }
+    assert_eq!(doc["components"]["schemas"]["Severity"]["enum"], json!([0, 1, 2, 3, 4, 5, 6, 99]));
     server.stop().await;
 }
 

@@ -21,6 +21,7 @@ pub struct EventQuery {
     /// Return events with `seq` greater than this (default 0: from the start).
     pub after: Option<u64>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -68,11 +69,10 @@ pub async fn list_events(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventSubmission {
-    /// OCSF severity_id.
-    #[schema(value_type = u8)]
     pub severity_id: Severity,
     pub actor: Actor,
     pub target: Option<Target>,
+    #[schema(max_length = 4096)]
     pub message: String,
     pub payload: Payload,
 }
@@ -94,7 +94,9 @@ pub struct EventReceipt {
         (status = 202, body = EventReceipt),
         (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
-        (status = 413, body = ErrorBody),
+        (status = 413, description = "body over `server.max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "JSON that does not match the schema", body = ErrorBody),
         (status = 503, description = "spine full or shutting down", body = ErrorBody)
     )
 )]
