@@ -103,114 +103,64 @@ impl EventClass {
     }
 }
 
-/// OCSF `severity_id`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(into = "u8", try_from = "u8")]
-pub enum Severity {
-    Unknown,
-    Informational,
-    Low,
-    Medium,
-    High,
-    Critical,
-    Fatal,
-    Other,
-}
-
-/// Documented as the integer codes OCSF defines, which is how it is serialised.
-fn code_schema(description: &str, codes: &[u8]) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-    use utoipa::openapi::schema::{ObjectBuilder, Type};
-    ObjectBuilder::new()
-        .schema_type(Type::Integer)
-        .enum_values(Some(codes.iter().copied()))
-        .description(Some(description))
-        .into()
-}
-
-impl utoipa::PartialSchema for Severity {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        code_schema(
-            "OCSF severity_id: 0 unknown, 1 informational, 2 low, 3 medium, 4 high, 5 critical, 6 fatal, 99 other",
-            &[0, 1, 2, 3, 4, 5, 6, 99],
-        )
-    }
-}
-
-impl utoipa::ToSchema for Severity {}
-
-impl utoipa::PartialSchema for Status {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        code_schema("OCSF status_id: 0 unknown, 1 success, 2 failure, 99 other", &[0, 1, 2, 99])
-    }
-}
-
-impl utoipa::ToSchema for Status {}
-
-impl From<Severity> for u8 {
-    fn from(s: Severity) -> u8 {
-        match s {
-            Severity::Unknown => 0,
-            Severity::Informational => 1,
-            Severity::Low => 2,
-            Severity::Medium => 3,
-            Severity::High => 4,
-            Severity::Critical => 5,
-            Severity::Fatal => 6,
-            Severity::Other => 99,
+/// An enum serialised as the integer code OCSF assigns each value, with its
+/// conversions and its OpenAPI schema (an integer enum), from one table.
+macro_rules! ocsf_code_enum {
+    ($(#[$meta:meta])* $name:ident, $attribute:literal, $description:literal, { $($variant:ident = $code:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(into = "u8", try_from = "u8")]
+        pub enum $name {
+            $($variant),+
         }
-    }
-}
 
-impl TryFrom<u8> for Severity {
-    type Error = String;
-    fn try_from(v: u8) -> Result<Self, String> {
-        Ok(match v {
-            0 => Self::Unknown,
-            1 => Self::Informational,
-            2 => Self::Low,
-            3 => Self::Medium,
-            4 => Self::High,
-            5 => Self::Critical,
-            6 => Self::Fatal,
-            99 => Self::Other,
-            other => return Err(format!("unknown severity_id {other}")),
-        })
-    }
-}
-
-/// OCSF `status_id`: did the activity succeed?
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(into = "u8", try_from = "u8")]
-pub enum Status {
-    Unknown,
-    Success,
-    Failure,
-    Other,
-}
-
-impl From<Status> for u8 {
-    fn from(s: Status) -> u8 {
-        match s {
-            Status::Unknown => 0,
-            Status::Success => 1,
-            Status::Failure => 2,
-            Status::Other => 99,
+        impl From<$name> for u8 {
+            fn from(value: $name) -> u8 {
+                match value {
+                    $($name::$variant => $code),+
+                }
+            }
         }
-    }
+
+        impl TryFrom<u8> for $name {
+            type Error = String;
+            fn try_from(code: u8) -> Result<Self, String> {
+                match code {
+                    $($code => Ok(Self::$variant),)+
+                    other => Err(format!(concat!("unknown ", $attribute, " {}"), other)),
+                }
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::Integer)
+                    .enum_values(Some([$($code),+]))
+                    .description(Some($description))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
 }
 
-impl TryFrom<u8> for Status {
-    type Error = String;
-    fn try_from(v: u8) -> Result<Self, String> {
-        Ok(match v {
-            0 => Self::Unknown,
-            1 => Self::Success,
-            2 => Self::Failure,
-            99 => Self::Other,
-            other => return Err(format!("unknown status_id {other}")),
-        })
-    }
-}
+ocsf_code_enum!(
+    /// OCSF `severity_id`.
+    Severity,
+    "severity_id",
+    "OCSF severity_id: 0 unknown, 1 informational, 2 low, 3 medium, 4 high, 5 critical, 6 fatal, 99 other",
+    { Unknown = 0, Informational = 1, Low = 2, Medium = 3, High = 4, Critical = 5, Fatal = 6, Other = 99 }
+);
+
+ocsf_code_enum!(
+    /// OCSF `status_id`: did the activity succeed?
+    Status,
+    "status_id",
+    "OCSF status_id: 0 unknown, 1 success, 2 failure, 99 other",
+    { Unknown = 0, Success = 1, Failure = 2, Other = 99 }
+);
 
 /// Who did it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

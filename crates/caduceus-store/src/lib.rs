@@ -6,6 +6,7 @@
 //! access decisions and knows nothing about HTTP. Every trait here has one
 //! test suite (`tests/suite.rs`) that runs against both backends.
 
+mod common;
 mod postgres;
 mod sqlite;
 

@@ -1,18 +1,13 @@
 //! PostgreSQL backend, chosen by a `postgres://` URL, for sites that outgrow
 //! one machine or already run PostgreSQL with backups and replication.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use caduceus_core::{Redacted, Timestamp};
-use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use caduceus_core::Redacted;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 
-use crate::{
-    ApiTokenRecord, ApiTokens, Backend, ConsumerCursors, EventLog, Result, Store, StoreError, StoredEvent,
-    connect_error, log_migrations, seq_to_i64,
-};
+use crate::{Backend, Result, Store, StoreError, connect_error};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -29,143 +24,12 @@ impl PostgresStore {
             .connect(url.expose())
             .await
             .map_err(|e| connect_error(&e))?;
-        let before: HashSet<i64> = sqlx::query_scalar::<_, i64>("SELECT version FROM _sqlx_migrations")
-            .fetch_all(&pool)
-            .await
-            .map(|v| v.into_iter().collect())
-            .unwrap_or_default();
-        MIGRATOR.run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        log_migrations(&MIGRATOR, &before, Backend::Postgres);
+        crate::common::run_migrations!(MIGRATOR, &pool, Backend::Postgres);
         Ok(Self { pool })
     }
 }
 
-#[async_trait]
-impl EventLog for PostgresStore {
-    async fn append_events(&self, events: &[StoredEvent]) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from_sqlx)?;
-        for stored in events {
-            sqlx::query(
-                "INSERT INTO events (seq, uid, time_ms, class_uid, digest, body) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(seq_to_i64(stored.seq)?)
-            .bind(stored.event.uid().to_string())
-            .bind(stored.event.time().as_millis())
-            .bind(i32::try_from(stored.event.class_uid()).map_err(|e| StoreError::Invalid(e.to_string()))?)
-            .bind(stored.digest.0.as_slice())
-            .bind(stored.body()?)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        }
-        tx.commit().await.map_err(StoreError::from_sqlx)
-    }
-
-    async fn events_after(&self, after: u64, limit: u32) -> Result<Vec<StoredEvent>> {
-        let rows = sqlx::query("SELECT seq, digest, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(seq_to_i64(after)?)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        rows.iter()
-            .map(|row| {
-                let digest: Vec<u8> = row.try_get("digest").map_err(StoreError::from_sqlx)?;
-                let body: String = row.try_get("body").map_err(StoreError::from_sqlx)?;
-                StoredEvent::from_row(row.try_get("seq").map_err(StoreError::from_sqlx)?, &digest, &body)
-            })
-            .collect()
-    }
-
-    async fn last_seq(&self) -> Result<u64> {
-        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        Ok(last.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
-    }
-}
-
-#[async_trait]
-impl ConsumerCursors for PostgresStore {
-    async fn cursor(&self, consumer: &str) -> Result<u64> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT acked_seq FROM consumer_cursors WHERE consumer = $1")
-            .bind(consumer)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        Ok(seq.and_then(|s| u64::try_from(s).ok()).unwrap_or(0))
-    }
-
-    async fn set_cursor(&self, consumer: &str, acked_seq: u64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO consumer_cursors (consumer, acked_seq) VALUES ($1, $2) \
-             ON CONFLICT (consumer) DO UPDATE SET acked_seq = GREATEST(consumer_cursors.acked_seq, excluded.acked_seq)",
-        )
-        .bind(consumer)
-        .bind(seq_to_i64(acked_seq)?)
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl ApiTokens for PostgresStore {
-    async fn insert_token(&self, token: &ApiTokenRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO api_tokens (token_hash, token_id, label, role, created_ms, expires_ms, revoked_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(token.token_hash.as_slice())
-        .bind(&token.token_id)
-        .bind(&token.label)
-        .bind(&token.role)
-        .bind(token.created.as_millis())
-        .bind(token.expires.map(Timestamp::as_millis))
-        .bind(token.revoked.map(Timestamp::as_millis))
-        .execute(&self.pool)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        Ok(())
-    }
-
-    async fn find_token(&self, token_hash: &[u8; 32]) -> Result<Option<ApiTokenRecord>> {
-        let row = sqlx::query(
-            "SELECT token_hash, token_id, label, role, created_ms, expires_ms, revoked_ms \
-             FROM api_tokens WHERE token_hash = $1",
-        )
-        .bind(token_hash.as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        row.map(|r| token_from_row(&r)).transpose()
-    }
-
-    async fn revoke_tokens_labelled(&self, label: &str, at: Timestamp) -> Result<u64> {
-        let done = sqlx::query("UPDATE api_tokens SET revoked_ms = $1 WHERE label = $2 AND revoked_ms IS NULL")
-            .bind(at.as_millis())
-            .bind(label)
-            .execute(&self.pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        Ok(done.rows_affected())
-    }
-}
-
-fn token_from_row(row: &PgRow) -> Result<ApiTokenRecord> {
-    let hash: Vec<u8> = row.try_get("token_hash").map_err(StoreError::from_sqlx)?;
-    Ok(ApiTokenRecord {
-        token_hash: hash.try_into().map_err(|_| StoreError::Corrupt("token hash is not 32 bytes".into()))?,
-        token_id: row.try_get("token_id").map_err(StoreError::from_sqlx)?,
-        label: row.try_get("label").map_err(StoreError::from_sqlx)?,
-        role: row.try_get("role").map_err(StoreError::from_sqlx)?,
-        created: Timestamp(row.try_get("created_ms").map_err(StoreError::from_sqlx)?),
-        expires: row.try_get::<Option<i64>, _>("expires_ms").map_err(StoreError::from_sqlx)?.map(Timestamp),
-        revoked: row.try_get::<Option<i64>, _>("revoked_ms").map_err(StoreError::from_sqlx)?.map(Timestamp),
-    })
-}
+crate::common::impl_shared_traits!(PostgresStore, sqlx::postgres::PgRow);
 
 #[async_trait]
 impl Store for PostgresStore {

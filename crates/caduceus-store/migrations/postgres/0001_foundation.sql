@@ -6,7 +6,7 @@ CREATE TABLE events (
     seq        BIGINT  PRIMARY KEY CHECK (seq > 0),
     uid        TEXT    NOT NULL UNIQUE,
     time_ms    BIGINT  NOT NULL,
-    class_uid  INTEGER NOT NULL,
+    class_uid  BIGINT  NOT NULL,
     digest     BYTEA   NOT NULL CHECK (octet_length(digest) = 32),
     body       TEXT    NOT NULL
 );
