@@ -320,3 +320,31 @@ async fn plaintext_only_when_asked_for_by_its_danger_name() {
     assert!(!r.headers().contains_key("strict-transport-security"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_that_takes_too_long_gets_a_json_408() {
+    let server = start_with(|c| c.server.request_timeout_secs = 1).await;
+    // A client that sends half a body, then stalls (slowloris on the body).
+    let stalled = futures_util::stream::unfold(0u8, |step| async move {
+        match step {
+            0 => Some((Ok::<_, std::io::Error>(b"{\"severity_id\": 1,".to_vec()), 1)),
+            1 => {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                Some((Ok(b"}".to_vec()), 2))
+            }
+            _ => None,
+        }
+    });
+    let started = std::time::Instant::now();
+    let r = server
+        .post("/api/v1/events")
+        .bearer_auth(&server.token)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stalled))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r, 408).await, "timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "answered at the timeout, not after the body");
+    server.stop().await;
+}
