@@ -28,7 +28,6 @@ pub async fn serve(config_path: &Path) -> Result<(), ServerError> {
 pub async fn demo(data_dir: PathBuf, listen: String) -> Result<(), ServerError> {
     let mut config = Config::with_data_dir(data_dir);
     config.server.listen = listen;
-    config.validate()?;
     telemetry::init(&config.log);
     let platform = Platform::start(config, Arc::new(SystemClock)).await?;
     // A new admin credential every start; the previous demo one stops working.

@@ -48,7 +48,9 @@ impl std::fmt::Debug for Platform {
 }
 
 impl Platform {
-    /// Open storage (applying migrations), start the spine and record the start.
+    /// Open storage (applying migrations) and start the spine. Recording the
+    /// start is the server's job: a command such as `admin issue-token`
+    /// opens a platform without starting the service.
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Self>, ServerError> {
         config.validate()?;
         create_private_dir(&config.data_dir)?;
@@ -60,17 +62,7 @@ impl Platform {
             Duration::from_millis(config.spine.publish_timeout_ms),
         )
         .await?;
-        let platform = Arc::new(Self { config, clock, store, spine: Arc::new(spine) });
-        platform
-            .record(
-                Severity::Informational,
-                Actor::system(),
-                None,
-                "caduceus started",
-                Payload::ServiceLifecycle { phase: LifecyclePhase::Started, version: caduceus_core::VERSION.into() },
-            )
-            .await?;
-        Ok(platform)
+        Ok(Arc::new(Self { config, clock, store, spine: Arc::new(spine) }))
     }
 
     /// Build an event stamped with this platform's clock.
@@ -99,14 +91,18 @@ impl Platform {
         Ok(self.spine.publish(event).await?)
     }
 
-    /// Record the stop, close the spine (consumers drain) and flush storage.
+    /// Record a lifecycle event of the serving process.
+    pub async fn record_lifecycle(&self, phase: LifecyclePhase) -> Result<Receipt, ServerError> {
+        let message = match phase {
+            LifecyclePhase::Started => "caduceus started",
+            LifecyclePhase::Stopping => "caduceus stopping",
+        };
+        let payload = Payload::ServiceLifecycle { phase, version: caduceus_core::VERSION.into() };
+        self.record(Severity::Informational, Actor::system(), None, message, payload).await
+    }
+
+    /// Close the spine (consumers drain) and flush storage.
     pub async fn shutdown(&self) {
-        let stopping =
-            Payload::ServiceLifecycle { phase: LifecyclePhase::Stopping, version: caduceus_core::VERSION.into() };
-        if let Err(e) = self.record(Severity::Informational, Actor::system(), None, "caduceus stopping", stopping).await
-        {
-            tracing::warn!(error = %e, "could not record the stop event");
-        }
         self.spine.close().await;
         self.store.close().await;
         tracing::info!("storage flushed and closed");

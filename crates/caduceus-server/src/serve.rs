@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
+use caduceus_core::event::LifecyclePhase;
 
 use crate::app::{self, AppState};
 use crate::platform::{Platform, ServerError};
@@ -88,6 +89,12 @@ pub async fn run(
         return Err(ServerError::Io(format!("cannot listen on {addr}: {reason}")));
     };
     let listening = Listening { addr: bound, scheme: if material.is_some() { "https" } else { "http" }, tls: material };
+    if let Err(e) = platform.record_lifecycle(LifecyclePhase::Started).await {
+        handle.shutdown();
+        let _ = server_task.await;
+        platform.shutdown().await;
+        return Err(e);
+    }
     tracing::info!(addr = %bound, scheme = listening.scheme, "serving");
     on_listening(&listening);
 
@@ -104,6 +111,9 @@ pub async fn run(
             server_task.await
         }
     };
+    if let Err(e) = platform.record_lifecycle(LifecyclePhase::Stopping).await {
+        tracing::warn!(error = %e, "could not record the stop event");
+    }
     platform.shutdown().await;
     match result {
         Ok(Ok(())) => {

@@ -303,7 +303,7 @@ async fn graceful_shutdown_records_the_stop_and_flushes_storage() {
     let store = caduceus_store::open(&Config::with_data_dir(dir.path())).await.unwrap();
     let events = store.events_after(0, 100).await.unwrap();
     let messages: Vec<&str> = events.iter().map(|e| e.event.message()).collect();
-    assert_eq!(messages, vec!["caduceus started", "admin api token issued", "caduceus stopping"]);
+    assert_eq!(messages, vec!["admin api token issued", "caduceus started", "caduceus stopping"]);
     assert!(
         !dir.path().join("caduceus.db-wal").exists()
             || std::fs::metadata(dir.path().join("caduceus.db-wal")).unwrap().len() == 0
