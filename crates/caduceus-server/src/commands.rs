@@ -17,8 +17,15 @@ pub async fn serve(config_path: &Path) -> Result<(), ServerError> {
     let config = crate::config::load(config_path)?;
     telemetry::init(&config.log);
     let platform = Platform::start(config, Arc::new(SystemClock)).await?;
+    let usable = platform.store.count_usable_tokens(platform.clock.now()).await?;
     serve::run(platform, serve::shutdown_signal(), |listening| {
         print_tls(listening);
+        if usable == 0 {
+            println!(
+                "  no admin api token exists yet: run `caduceus admin issue-token --config {}`",
+                config_path.display()
+            );
+        }
         println!("listening on {}", listening.url());
     })
     .await

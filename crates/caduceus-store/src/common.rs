@@ -141,6 +141,18 @@ macro_rules! impl_shared_traits {
                     .map_err($crate::StoreError::from_sqlx)?;
                 Ok(done.rows_affected())
             }
+
+            async fn count_usable_tokens(&self, now: caduceus_core::Timestamp) -> $crate::Result<u64> {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM api_tokens \
+                     WHERE revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > $1)",
+                )
+                .bind(now.as_millis())
+                .fetch_one(&self.pool)
+                .await
+                .map_err($crate::StoreError::from_sqlx)?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
         }
     };
 }

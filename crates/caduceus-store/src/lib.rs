@@ -127,6 +127,8 @@ pub trait ApiTokens: Send + Sync {
     async fn find_token(&self, token_hash: &[u8; 32]) -> Result<Option<ApiTokenRecord>>;
     /// Revoke every unrevoked token with this label; returns how many.
     async fn revoke_tokens_labelled(&self, label: &str, at: Timestamp) -> Result<u64>;
+    /// How many tokens are neither revoked nor expired at `now`.
+    async fn count_usable_tokens(&self, now: Timestamp) -> Result<u64>;
 }
 
 /// Which backend a store is.

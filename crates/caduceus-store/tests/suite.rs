@@ -156,6 +156,7 @@ async fn empty_store(h: &mut Harness) {
     assert!(h.store.events_after(0, 10).await.unwrap().is_empty());
     assert_eq!(h.store.cursor("ledger").await.unwrap(), 0);
     assert_eq!(h.store.find_token(&[7; 32]).await.unwrap(), None);
+    assert_eq!(h.store.count_usable_tokens(Timestamp(0)).await.unwrap(), 0);
 }
 
 async fn events_round_trip_in_order_with_paging(h: &mut Harness) {
@@ -232,6 +233,9 @@ async fn api_tokens_are_found_by_hash_and_revoked_by_label(h: &mut Harness) {
     assert_eq!(h.store.revoke_tokens_labelled("demo-admin", Timestamp(6_000)).await.unwrap(), 0);
     assert_eq!(h.store.find_token(&[2; 32]).await.unwrap().unwrap().revoked, Some(Timestamp(5_000)));
     assert_eq!(h.store.find_token(&[3; 32]).await.unwrap().unwrap().revoked, None);
+    // One left unrevoked, usable until it expires at 9000.
+    assert_eq!(h.store.count_usable_tokens(Timestamp(8_999)).await.unwrap(), 1);
+    assert_eq!(h.store.count_usable_tokens(Timestamp(9_000)).await.unwrap(), 0);
 }
 
 #[test]

@@ -166,6 +166,13 @@ fn write_config(dir: &Path, storage: &str) -> std::path::PathBuf {
 }
 
 async fn serve_round_trip(config: &Path, data: &Path, expected_backend: &str) {
+    // With no token yet, serve says how to make one.
+    let mut cmd = command();
+    cmd.args(["serve", "--config"]).arg(config);
+    let server = spawn(cmd);
+    assert!(server.stdout.iter().any(|l| l.contains("no admin api token exists yet")), "{:?}", server.stdout);
+    server.terminate();
+
     // Issue a token with the server stopped, then serve and use it.
     let output = command().args(["admin", "issue-token", "--label", "ops", "--config"]).arg(config).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -174,6 +181,7 @@ async fn serve_round_trip(config: &Path, data: &Path, expected_backend: &str) {
     let mut cmd = command();
     cmd.args(["serve", "--config"]).arg(config);
     let server = spawn(cmd);
+    assert!(!server.stdout.iter().any(|l| l.contains("no admin api token")));
     let client = server.client(data);
     let ready: Value = client.get(format!("{}/readyz", server.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["storage"], expected_backend);
@@ -191,7 +199,7 @@ async fn serve_round_trip(config: &Path, data: &Path, expected_backend: &str) {
         .unwrap();
     let messages: Vec<&str> =
         events["events"].as_array().unwrap().iter().map(|e| e["event"]["message"].as_str().unwrap()).collect();
-    assert_eq!(messages, vec!["admin api token issued", "caduceus started"]);
+    assert_eq!(messages, vec!["caduceus started", "caduceus stopping", "admin api token issued", "caduceus started"]);
     // A token issued while the server runs works too, and the server keeps publishing.
     let output = command().args(["admin", "issue-token", "--config"]).arg(config).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
