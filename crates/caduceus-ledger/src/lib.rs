@@ -1,11 +1,16 @@
 //! The tamper-evident ledger: an append-only Merkle log of security events,
 //! as Certificate Transparency and Go's checksum database do it.
 //!
-//! This first part is the pure core: RFC 6962 / RFC 9162 §2 hashing, and the
-//! generation and verification of inclusion and consistency proofs. It does
-//! no I/O and knows nothing of events: a leaf is whatever bytes the caller
-//! commits to (for Caduceus, an event's digest and salt, never patient data).
+//! Built so far, all pure (no I/O, nothing about events: a leaf is whatever
+//! bytes the caller commits to — for Caduceus an event's digest and salt,
+//! never patient data):
+//! - `merkle`: RFC 6962 / RFC 9162 §2 hashing, and the generation and
+//!   verification of inclusion and consistency proofs;
+//! - `note`: C2SP signed notes with Ed25519 keys and verifier keys;
+//! - `checkpoint`: C2SP tlog-checkpoint note texts.
 
+pub mod checkpoint;
 pub mod merkle;
+pub mod note;
 
 pub use merkle::{Hash, ProofError};
