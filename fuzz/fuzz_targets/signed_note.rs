@@ -1,4 +1,5 @@
-//! Signed notes and checkpoints arrive from partner logs and witnesses:
+//! Signed notes, checkpoints and tlog-proof bundles arrive from partner
+//! logs, witnesses and patients checking their records:
 //! parsing must never panic, what parses must re-encode to the same bytes,
 //! and verification against a fixed key must never succeed on input the
 //! fuzzer made up.
@@ -6,6 +7,7 @@
 
 use caduceus_ledger::checkpoint::Checkpoint;
 use caduceus_ledger::note::{NoteSigner, SignedNote};
+use caduceus_ledger::proof::TlogProof;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,6 +15,9 @@ fuzz_target!(|data: &[u8]| {
         && let Ok(checkpoint) = Checkpoint::parse(text)
     {
         assert_eq!(Checkpoint::parse(&checkpoint.to_text()).as_ref(), Ok(&checkpoint));
+    }
+    if let Ok(bundle) = TlogProof::parse(data) {
+        assert_eq!(TlogProof::parse(bundle.encode().as_bytes()).as_ref(), Ok(&bundle));
     }
     let Ok(note) = SignedNote::parse(data) else { return };
     assert_eq!(note.encode().as_bytes(), data);

@@ -7,10 +7,12 @@
 //! - `merkle`: RFC 6962 / RFC 9162 §2 hashing, and the generation and
 //!   verification of inclusion and consistency proofs;
 //! - `note`: C2SP signed notes with Ed25519 keys and verifier keys;
-//! - `checkpoint`: C2SP tlog-checkpoint note texts.
+//! - `checkpoint`: C2SP tlog-checkpoint note texts;
+//! - `proof`: C2SP tlog-proof offline proof bundles.
 
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;
+pub mod proof;
 
 pub use merkle::{Hash, ProofError};
