@@ -189,9 +189,17 @@ impl Inner {
         let (reply, answer) = oneshot::channel();
         let sender = lock(&self.to_committer).clone();
         let Some(sender) = sender else { return Err(self.closed_error()) };
-        if sender.try_send(Queued { event, permit, reply }).is_err() {
+        let sent = sender.try_send(Queued { event, permit, reply });
+        // Let go of the sender at once: the committer ends (on close) when
+        // every sender is gone and the queue is drained.
+        drop(sender);
+        match sent {
+            Ok(()) => {}
+            // Cannot happen while every queued publish holds a permit, but
+            // if it did, it is back-pressure, not loss.
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(self.full_error()),
             // Closed between the check above and now.
-            return Err(self.closed_error());
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.closed_error()),
         }
         answer.await.unwrap_or(Err(SpineError::Closed))
     }
