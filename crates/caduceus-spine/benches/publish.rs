@@ -1,4 +1,4 @@
-//! Spine throughput: durable publishes per second on SQLite (WAL,
+//! Spine throughput: durable, group-committed publishes per second on SQLite (WAL,
 //! synchronous=FULL), with one consumer reading and acknowledging, for one
 //! and for several concurrent producers. Prints numbers; asserts nothing
 //! about speed. Run: `cargo bench -p caduceus-spine`.
@@ -65,7 +65,7 @@ async fn run(producers: usize, per_producer: usize) -> (f64, f64) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let events: usize = std::env::var("BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
-    println!("spine publish, SQLite WAL synchronous=FULL, one fsync per event, {events} events");
+    println!("spine publish, SQLite WAL synchronous=FULL, group commit (one fsync per batch), {events} events");
     for producers in [1, 4, 16, 64] {
         let (publish_rate, end_to_end) = run(producers, events / producers).await;
         println!(
