@@ -574,9 +574,7 @@ mod tests {
             SecurityEvent::from_json_slice(&big),
             Err(EventError::TooLarge { size: MAX_EVENT_BYTES + 1, max: MAX_EVENT_BYTES })
         );
-        // Multi-byte characters count once each.
-        let fits = "é".repeat(MAX_MESSAGE_CHARS);
-        assert!(
+        let with_message = |message: String| {
             SecurityEvent::new(
                 EventId::new(Timestamp(0)),
                 Timestamp(0),
@@ -584,23 +582,13 @@ mod tests {
                 Status::Success,
                 Actor::system(),
                 None,
-                fits,
+                message,
                 Payload::ServiceLifecycle { phase: LifecyclePhase::Started, version: "1".into() },
             )
-            .is_ok()
-        );
-        let long = "x".repeat(MAX_MESSAGE_CHARS + 1);
-        let err = SecurityEvent::new(
-            EventId::new(Timestamp(0)),
-            Timestamp(0),
-            Severity::Low,
-            Status::Success,
-            Actor::system(),
-            None,
-            long,
-            Payload::ServiceLifecycle { phase: LifecyclePhase::Started, version: "1".into() },
-        )
-        .unwrap_err();
+        };
+        // Multi-byte characters count once each.
+        assert!(with_message("é".repeat(MAX_MESSAGE_CHARS)).is_ok());
+        let err = with_message("x".repeat(MAX_MESSAGE_CHARS + 1)).unwrap_err();
         assert!(matches!(err, EventError::FieldTooLong { field: "message", .. }));
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -28,7 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
-use crate::metrics::Metrics;
+use crate::metrics::{HttpLabels, Metrics};
 use crate::platform::Platform;
 use crate::routes::{events, health, status};
 
@@ -133,8 +133,7 @@ pub fn build(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Route-level: MatchedPath is known here, so metrics and the access
         // log use route templates, never concrete paths.
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), crate::metrics::track))
-        .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), observe))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .with_state(state.clone());
 
@@ -180,10 +179,12 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::new(ErrorCode::Internal, "internal error").into_response()
 }
 
-/// One structured line per request: route template, status, latency, request id.
-async fn access_log(request: Request, next: Next) -> Response {
+/// Metrics and one structured log line per request, from one timing and one
+/// route lookup. Unrouted requests share the label `unmatched`, so scanners
+/// cannot blow up the metrics' cardinality.
+async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
-    let method = request.method().clone();
+    let method = request.method().as_str().to_owned();
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
@@ -193,14 +194,10 @@ async fn access_log(request: Request, next: Next) -> Response {
     // Every line logged while handling the request carries its id and route.
     let span = tracing::info_span!("request", request_id = %request_id, route = %route);
     let response = next.run(request).instrument(span.clone()).await;
-    span.in_scope(|| {
-        tracing::info!(
-            %method,
-            status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        )
-    });
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    span.in_scope(|| tracing::info!(%method, status, latency_ms = seconds * 1000.0, "request"));
+    metrics.observe(HttpLabels { method, route, status }, seconds);
     response
 }
 

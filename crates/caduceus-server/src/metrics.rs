@@ -3,11 +3,7 @@
 //! (`/api/v1/events`), never concrete paths, ids or anything about a patient.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use caduceus_spine::Spine;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -69,22 +65,6 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
-}
-
-/// Middleware recording every request. Unrouted requests share one label so
-/// scanners cannot blow up the metric's cardinality.
-pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    metrics.observe(HttpLabels { method, route, status }, started.elapsed().as_secs_f64());
-    response
 }
 
 /// Reads the spine's counters at scrape time.
