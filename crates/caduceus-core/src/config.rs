@@ -42,6 +42,10 @@ pub struct Config {
     pub spine: SpineConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub ledger: LedgerConfig,
+    #[serde(default)]
+    pub witness: WitnessConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -178,6 +182,84 @@ impl Default for LogConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// The log's name, the first line of every checkpoint and the name of its
+    /// signing key (C2SP tlog-checkpoint "origin"). Unset: chosen at first
+    /// start as `caduceus.invalid/ledger-<random>` and kept with the key.
+    pub origin: Option<String>,
+    /// Seconds between published checkpoints (when the log has grown).
+    #[serde(default = "default_checkpoint_interval_secs")]
+    pub checkpoint_interval_secs: u64,
+    /// Witnesses asked to cosign every checkpoint.
+    #[serde(default)]
+    pub witnesses: Vec<WitnessEndpoint>,
+    /// How many of `witnesses` must cosign before a checkpoint is published.
+    /// 0 publishes checkpoints signed by the log alone.
+    #[serde(default)]
+    pub witness_quorum: usize,
+    /// Seconds to wait for a witness to answer.
+    #[serde(default = "default_witness_timeout_secs")]
+    pub witness_timeout_secs: u64,
+}
+
+fn default_checkpoint_interval_secs() -> u64 {
+    10
+}
+fn default_witness_timeout_secs() -> u64 {
+    10
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            origin: None,
+            checkpoint_interval_secs: default_checkpoint_interval_secs(),
+            witnesses: Vec::new(),
+            witness_quorum: 0,
+            witness_timeout_secs: default_witness_timeout_secs(),
+        }
+    }
+}
+
+/// A witness this log asks for cosignatures (C2SP tlog-witness).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessEndpoint {
+    /// The witness's cosignature verifier key, `name+keyid+base64key`.
+    pub vkey: String,
+    /// The witness's URL prefix; requests go to `<url>/add-checkpoint`.
+    pub url: String,
+    /// A PEM CA certificate (or the witness's self-signed certificate) to
+    /// trust for this witness, besides the system roots.
+    pub ca_cert: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// Act as a witness for the logs below at `/witness/add-checkpoint`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// This witness's name (its cosignature key name). Unset: chosen at first
+    /// start as `caduceus.invalid/witness-<random>` and kept with the key.
+    pub name: Option<String>,
+    /// The logs this instance witnesses.
+    #[serde(default)]
+    pub logs: Vec<WitnessedLog>,
+}
+
+/// A partner's log that this instance witnesses.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessedLog {
+    /// The log's origin line.
+    pub origin: String,
+    /// The log's note verifier key, `name+keyid+base64key`.
+    pub vkey: String,
+}
+
 /// Which database a configuration points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageTarget {
@@ -195,6 +277,8 @@ impl Config {
             storage: StorageConfig::default(),
             spine: SpineConfig::default(),
             log: LogConfig::default(),
+            ledger: LedgerConfig::default(),
+            witness: WitnessConfig::default(),
         }
     }
 
@@ -240,6 +324,49 @@ impl Config {
         if self.log.level.trim().is_empty() {
             return Err(invalid("log.level", "must not be empty"));
         }
+        self.validate_ledger()
+    }
+
+    fn validate_ledger(&self) -> Result<(), ConfigError> {
+        let ledger = &self.ledger;
+        if let Some(origin) = &ledger.origin
+            && !is_note_name(origin)
+        {
+            return Err(invalid("ledger.origin", "must be 1 to 255 printable characters without spaces or `+`"));
+        }
+        if !(1..=86_400).contains(&ledger.checkpoint_interval_secs) {
+            return Err(invalid("ledger.checkpoint_interval_secs", "must be between 1 and 86400"));
+        }
+        if ledger.witness_quorum > ledger.witnesses.len() {
+            return Err(invalid(
+                "ledger.witness_quorum",
+                format!("is {} but only {} witnesses are configured", ledger.witness_quorum, ledger.witnesses.len()),
+            ));
+        }
+        if !(1..=300).contains(&ledger.witness_timeout_secs) {
+            return Err(invalid("ledger.witness_timeout_secs", "must be between 1 and 300"));
+        }
+        for witness in &ledger.witnesses {
+            if !(witness.url.starts_with("https://") || witness.url.starts_with("http://")) {
+                return Err(invalid("ledger.witnesses.url", format!("`{}` is not an http(s) URL", witness.url)));
+            }
+            if witness.vkey.trim().is_empty() {
+                return Err(invalid("ledger.witnesses.vkey", "must not be empty"));
+            }
+        }
+        if let Some(name) = &self.witness.name
+            && !is_note_name(name)
+        {
+            return Err(invalid("witness.name", "must be 1 to 255 printable characters without spaces or `+`"));
+        }
+        for log in &self.witness.logs {
+            if !is_note_name(&log.origin) {
+                return Err(invalid("witness.logs.origin", format!("`{}` is not a valid origin", log.origin)));
+            }
+            if log.vkey.trim().is_empty() {
+                return Err(invalid("witness.logs.vkey", "must not be empty"));
+            }
+        }
         Ok(())
     }
 
@@ -270,6 +397,11 @@ impl Config {
         // The URL may contain a password: say what is wrong without echoing it.
         Err(invalid("storage.url", "must start with sqlite:// or postgres://"))
     }
+}
+
+/// A signed-note key name: non-empty, printable, no spaces and no `+`.
+fn is_note_name(name: &str) -> bool {
+    (1..=255).contains(&name.len()) && name.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '+')
 }
 
 /// The prefix of environment variables that override the file.
@@ -397,6 +529,10 @@ mod tests {
             ("storage.max_connections", Box::new(|c| c.storage.max_connections = 0)),
             ("spine.capacity", Box::new(|c| c.spine.capacity = 0)),
             ("log.level", Box::new(|c| c.log.level = " ".into())),
+            ("ledger.origin", Box::new(|c| c.ledger.origin = Some("two words".into()))),
+            ("ledger.checkpoint_interval_secs", Box::new(|c| c.ledger.checkpoint_interval_secs = 0)),
+            ("ledger.witness_quorum", Box::new(|c| c.ledger.witness_quorum = 1)),
+            ("witness.name", Box::new(|c| c.witness.name = Some("a+b".into()))),
         ];
         for (key, mutate) in cases {
             let mut c = config();

@@ -14,5 +14,7 @@ pub mod checkpoint;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod cosignature;
+pub mod witness;
 
 pub use merkle::{Hash, ProofError};
