@@ -11,10 +11,15 @@
 //! - `proof`: C2SP tlog-proof offline proof bundles.
 
 pub mod checkpoint;
+pub mod log;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod seal;
+pub mod tree;
 pub mod cosignature;
 pub mod witness;
 
 pub use merkle::{Hash, ProofError};
+pub use log::{Ledger, LedgerError, Progress};
+pub use seal::{Seal, SealRecord};
