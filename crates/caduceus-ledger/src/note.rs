@@ -6,6 +6,9 @@
 //! lines. Verification follows the spec: signatures from unknown keys are
 //! ignored, a known key's bad signature rejects the note, and at least one
 //! known key must have signed.
+//!
+//! The key ID, signature-line and verifier-key helpers are shared with the
+//! other signature types built on notes (`cosignature`: type 0x04).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -44,10 +47,22 @@ pub struct NoteSignature {
 }
 
 impl NoteSignature {
-    fn line(&self) -> String {
+    /// The signature line, `— <name> base64(key ID || signature)`, ending
+    /// in a newline.
+    pub fn line(&self) -> String {
         let mut bytes = self.key_id.to_be_bytes().to_vec();
         bytes.extend_from_slice(&self.signature);
         format!("{SIGNATURE_PREFIX}{} {}\n", self.name, B64.encode(bytes))
+    }
+
+    /// Parse one signature line, without its final newline.
+    pub fn parse_line(line: &str) -> Result<Self, NoteError> {
+        let rest = line.strip_prefix(SIGNATURE_PREFIX).ok_or(NoteError::Malformed("bad signature line"))?;
+        let (name, encoded) = rest.split_once(' ').ok_or(NoteError::Malformed("bad signature line"))?;
+        check_name(name).map_err(|_| NoteError::Malformed("bad key name"))?;
+        let raw = B64.decode(encoded).map_err(|_| NoteError::Malformed("signature is not base64"))?;
+        let (id, signature) = raw.split_first_chunk::<4>().ok_or(NoteError::Malformed("signature too short"))?;
+        Ok(Self { name: name.to_owned(), key_id: u32::from_be_bytes(*id), signature: signature.to_vec() })
     }
 }
 
@@ -80,16 +95,7 @@ impl SignedNote {
             if signatures.len() == MAX_SIGNATURES {
                 return Err(NoteError::Malformed("too many signatures"));
             }
-            let rest = line.strip_prefix(SIGNATURE_PREFIX).ok_or(NoteError::Malformed("bad signature line"))?;
-            let (name, encoded) = rest.split_once(' ').ok_or(NoteError::Malformed("bad signature line"))?;
-            check_name(name).map_err(|_| NoteError::Malformed("bad key name"))?;
-            let raw = B64.decode(encoded).map_err(|_| NoteError::Malformed("signature is not base64"))?;
-            let (id, signature) = raw.split_first_chunk::<4>().ok_or(NoteError::Malformed("signature too short"))?;
-            signatures.push(NoteSignature {
-                name: name.to_owned(),
-                key_id: u32::from_be_bytes(*id),
-                signature: signature.to_vec(),
-            });
+            signatures.push(NoteSignature::parse_line(line)?);
         }
         if signatures.is_empty() {
             return Err(NoteError::Malformed("no signatures"));
@@ -130,22 +136,58 @@ impl SignedNote {
     }
 }
 
-fn check_name(name: &str) -> Result<(), NoteError> {
+/// Key names must be non-empty, without Unicode spaces or `+`.
+pub(crate) fn check_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '+') {
         return Err(NoteError::BadKey("key name must be non-empty, without spaces or '+'"));
     }
     Ok(())
 }
 
-/// The key ID the spec recommends: SHA-256(name || 0x0A || type || key)[:4].
-fn compute_key_id(name: &str, public_key: &[u8; 32]) -> u32 {
+/// The key ID the spec recommends: SHA-256(name || 0x0A || type || key)[:4],
+/// for any signature type byte (0x01 here, 0x04 for cosignatures).
+pub fn compute_key_id(name: &str, signature_type: u8, public_key: &[u8]) -> u32 {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', ED25519]);
+    h.update([b'\n', signature_type]);
     h.update(public_key);
     let digest: [u8; 32] = h.finalize().into();
     let [a, b, c, d, ..] = digest;
     u32::from_be_bytes([a, b, c, d])
+}
+
+/// A verifier key, `name+hex(key ID)+base64(type || Ed25519 public key)`.
+pub(crate) fn format_vkey(name: &str, key_id: u32, signature_type: u8, key: &VerifyingKey) -> String {
+    let mut material = vec![signature_type];
+    material.extend_from_slice(key.as_bytes());
+    format!("{name}+{key_id:08x}+{}", B64.encode(material))
+}
+
+/// Parse an Ed25519 verifier key of the given signature type, checking that
+/// the key ID matches the name, type and key. Returns (name, key ID, key).
+pub(crate) fn parse_vkey(vkey: &str, signature_type: u8) -> Result<(String, u32, VerifyingKey), NoteError> {
+    let mut parts = vkey.trim().splitn(3, '+');
+    let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(NoteError::BadKey("expected name+keyid+key"));
+    };
+    check_name(name)?;
+    if id.len() != 8 {
+        return Err(NoteError::BadKey("key ID must be 8 hex digits"));
+    }
+    let key_id = u32::from_str_radix(id, 16).map_err(|_| NoteError::BadKey("key ID is not hex"))?;
+    let material = B64.decode(material).map_err(|_| NoteError::BadKey("key is not base64"))?;
+    let Some((&found, public)) = material.split_first() else {
+        return Err(NoteError::BadKey("empty key"));
+    };
+    if found != signature_type {
+        return Err(NoteError::BadKey("wrong signature type for this kind of key"));
+    }
+    let public: &[u8; 32] = public.try_into().map_err(|_| NoteError::BadKey("Ed25519 key is not 32 bytes"))?;
+    if compute_key_id(name, signature_type, public) != key_id {
+        return Err(NoteError::BadKey("key ID does not match the key"));
+    }
+    let key = VerifyingKey::from_bytes(public).map_err(|_| NoteError::BadKey("not a valid Ed25519 key"))?;
+    Ok((name.to_owned(), key_id, key))
 }
 
 /// A key that can sign notes.
@@ -166,7 +208,7 @@ impl NoteSigner {
     pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, NoteError> {
         check_name(name)?;
         let key = SigningKey::from_bytes(seed);
-        let key_id = compute_key_id(name, key.verifying_key().as_bytes());
+        let key_id = compute_key_id(name, ED25519, key.verifying_key().as_bytes());
         Ok(Self { name: name.to_owned(), key_id, key })
     }
 
@@ -176,9 +218,7 @@ impl NoteSigner {
 
     /// The verifier key, `name+keyid+base64(0x01 || public key)`.
     pub fn verifier_key(&self) -> String {
-        let mut material = vec![ED25519];
-        material.extend_from_slice(self.key.verifying_key().as_bytes());
-        format!("{}+{:08x}+{}", self.name, self.key_id, B64.encode(material))
+        format_vkey(&self.name, self.key_id, ED25519, &self.key.verifying_key())
     }
 
     pub fn verifier(&self) -> NoteVerifier {
@@ -214,25 +254,8 @@ impl NoteVerifier {
     /// Parse a verifier key, `name+keyid+base64(0x01 || public key)`,
     /// checking that the key ID matches the name and key.
     pub fn parse(vkey: &str) -> Result<Self, NoteError> {
-        let mut parts = vkey.trim().splitn(3, '+');
-        let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(NoteError::BadKey("expected name+keyid+key"));
-        };
-        check_name(name)?;
-        if id.len() != 8 {
-            return Err(NoteError::BadKey("key ID must be 8 hex digits"));
-        }
-        let key_id = u32::from_str_radix(id, 16).map_err(|_| NoteError::BadKey("key ID is not hex"))?;
-        let material = B64.decode(material).map_err(|_| NoteError::BadKey("key is not base64"))?;
-        let Some((&ED25519, public)) = material.split_first() else {
-            return Err(NoteError::BadKey("not an Ed25519 key"));
-        };
-        let public: &[u8; 32] = public.try_into().map_err(|_| NoteError::BadKey("Ed25519 key is not 32 bytes"))?;
-        if compute_key_id(name, public) != key_id {
-            return Err(NoteError::BadKey("key ID does not match the key"));
-        }
-        let key = VerifyingKey::from_bytes(public).map_err(|_| NoteError::BadKey("not a valid Ed25519 key"))?;
-        Ok(Self { name: name.to_owned(), key_id, key })
+        let (name, key_id, key) = parse_vkey(vkey, ED25519)?;
+        Ok(Self { name, key_id, key })
     }
 }
 

@@ -92,7 +92,8 @@ async fn tiles_and_entry_bundles_hold_the_right_bytes() {
     assert_eq!(bundle.len(), 256 * 34);
     assert_eq!(&bundle[..2], &[0, 32]);
     assert_eq!(merkle::leaf_hash(&bundle[2..34]), all[256]);
-    assert!(ledger.entry_bundle(256, 45, size).is_err());
+    assert!(ledger.entry_bundle(257, 45, size).is_err());
+    assert_eq!(ledger.entry_bundle(257, 44, size).unwrap().len(), 44 * 34);
 }
 
 #[tokio::test]
