@@ -11,6 +11,8 @@
 //! - `proof`: C2SP tlog-proof offline proof bundles.
 
 pub mod checkpoint;
+pub mod checkpoints;
+pub mod keys;
 pub mod log;
 pub mod merkle;
 pub mod note;
