@@ -20,6 +20,7 @@ pub mod proof;
 pub mod seal;
 pub mod tree;
 pub mod cosignature;
+pub mod verify;
 pub mod witness;
 
 pub use merkle::{Hash, ProofError};
