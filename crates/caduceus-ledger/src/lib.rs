@@ -18,6 +18,7 @@ pub mod merkle;
 pub mod note;
 pub mod proof;
 pub mod seal;
+pub mod tiles;
 pub mod tree;
 pub mod cosignature;
 pub mod verify;
