@@ -30,7 +30,7 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 use crate::metrics::{HttpLabels, Metrics};
 use crate::platform::Platform;
-use crate::routes::{events, health, status};
+use crate::routes::{events, health, ledger, status, witness};
 
 /// Shared state of every handler.
 #[derive(Clone, Debug)]
@@ -59,6 +59,8 @@ impl AppState {
     tags(
         (name = "operations", description = "Liveness, readiness, metrics"),
         (name = "events", description = "The security event spine"),
+        (name = "ledger", description = "The tamper-evident ledger: C2SP checkpoints and tiles (public), proofs (admin)"),
+        (name = "witness", description = "C2SP tlog-witness: cosigning partner logs' checkpoints"),
     )
 )]
 struct ApiDoc;
@@ -102,7 +104,18 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::metrics))
         .routes(routes!(events::list_events, events::submit_event))
         .routes(routes!(status::status))
+        .routes(routes!(ledger::checkpoint))
+        .routes(routes!(ledger::key))
+        .routes(routes!(ledger::status))
+        .routes(routes!(ledger::publish))
+        .routes(routes!(ledger::inclusion))
+        .routes(routes!(ledger::consistency))
+        .routes(routes!(ledger::bundle))
+        .routes(routes!(witness::add_checkpoint))
         .split_for_parts();
+    // C2SP specifies the tile paths (several segments under one prefix),
+    // which an OpenAPI path cannot express.
+    let router = router.route("/ledger/tile/{*path}", get(ledger::tile));
     // After the routes: only then are their schemas in the document.
     utoipa::Modify::modify(&ClosedPayloads, &mut doc);
     (router, doc)

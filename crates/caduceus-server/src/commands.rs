@@ -16,10 +16,12 @@ use crate::{auth, demo, telemetry};
 pub async fn serve(config_path: &Path) -> Result<(), ServerError> {
     let config = crate::config::load(config_path)?;
     telemetry::init(&config.log);
-    let platform = Platform::start(config, Arc::new(SystemClock)).await?;
+    let platform = Platform::start_with_ledger(config, Arc::new(SystemClock)).await?;
     let usable = platform.store.count_usable_tokens(platform.clock.now()).await?;
+    let ledger = ledger_lines(&platform);
     serve::run(platform, serve::shutdown_signal(), |listening| {
         print_tls(listening);
+        print_ledger(&ledger);
         if usable == 0 {
             println!(
                 "  no admin api token exists yet: run `caduceus admin issue-token --config {}`",
@@ -36,14 +38,16 @@ pub async fn demo(data_dir: PathBuf, listen: String) -> Result<(), ServerError> 
     let mut config = Config::with_data_dir(data_dir);
     config.server.listen = listen;
     telemetry::init(&config.log);
-    let platform = Platform::start(config, Arc::new(SystemClock)).await?;
+    let platform = Platform::start_with_ledger(config, Arc::new(SystemClock)).await?;
     // A new admin credential every start; the previous demo one stops working.
     let token = auth::issue_admin_token(&platform, "demo-admin", None, true).await?;
     demo::seed(&platform).await?;
+    let ledger = ledger_lines(&platform);
     serve::run(platform, serve::shutdown_signal(), |listening| {
         println!("Caduceus demo: {}", demo::DEMO_SITE);
         println!("  url:             {}", listening.url());
         print_tls(listening);
+        print_ledger(&ledger);
         println!("  admin api token: {} (new each start; shown only here)", token.secret.expose());
         println!(
             "  try:             curl -k -H 'Authorization: Bearer {}' {}/api/v1/events",
@@ -73,6 +77,26 @@ pub async fn issue_token(config_path: &Path, label: &str, replace: bool) -> Resu
 /// `caduceus version`
 pub fn version() -> String {
     format!("caduceus {}", caduceus_core::VERSION)
+}
+
+/// What to print about the ledger at start: its origin and verifier key
+/// (and the witness key when this instance is a witness).
+fn ledger_lines(platform: &Platform) -> Vec<String> {
+    let Some(ledger) = &platform.ledger else { return Vec::new() };
+    let mut lines = vec![
+        format!("  ledger origin:   {}", ledger.checkpoints.origin()),
+        format!("  ledger key:      {}", ledger.checkpoints.verifier_key()),
+    ];
+    if let Some(witness) = &ledger.witness {
+        lines.push(format!("  witness key:     {}", witness.verifier_key()));
+    }
+    lines
+}
+
+fn print_ledger(lines: &[String]) {
+    for line in lines {
+        println!("{line}");
+    }
 }
 
 fn print_tls(listening: &Listening) {

@@ -131,3 +131,42 @@ impl From<caduceus_spine::SpineError> for ApiError {
         }
     }
 }
+
+impl From<crate::platform::ServerError> for ApiError {
+    fn from(err: crate::platform::ServerError) -> Self {
+        use crate::platform::ServerError;
+        match err {
+            ServerError::Spine(e) => e.into(),
+            ServerError::Store(e) => e.into(),
+            ServerError::SealTimeout { .. } => {
+                tracing::warn!(error = %err, "sealing is slow");
+                Self::new(ErrorCode::Unavailable, "the event is stored but not yet sealed in the ledger; retry later")
+            }
+            ServerError::Ledger(e) => e.into(),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<crate::ledger::LedgerServiceError> for ApiError {
+    fn from(err: crate::ledger::LedgerServiceError) -> Self {
+        use crate::ledger::LedgerServiceError;
+        match err {
+            LedgerServiceError::Quorum { .. } => Self::new(ErrorCode::Unavailable, err.to_string()),
+            LedgerServiceError::Ledger(e) => e.into(),
+            other => Self::internal(other),
+        }
+    }
+}
+
+impl From<caduceus_ledger::LedgerError> for ApiError {
+    fn from(err: caduceus_ledger::LedgerError) -> Self {
+        use caduceus_ledger::LedgerError;
+        match err {
+            LedgerError::Invalid(m) => Self::new(ErrorCode::BadRequest, m),
+            LedgerError::Proof(e) => Self::new(ErrorCode::BadRequest, e.to_string()),
+            LedgerError::Closed => Self::new(ErrorCode::Unavailable, "shutting down"),
+            other => Self::internal(other),
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod ledger;
 pub mod metrics;
 pub mod platform;
 pub mod routes;

@@ -12,6 +12,7 @@ use caduceus_core::{Actor, Clock, Payload, SecurityEvent, Severity, Status, Targ
 use caduceus_spine::{InProcessSpine, Receipt, Spine, SpineError};
 use caduceus_store::{Store, StoreError};
 
+use crate::ledger::{LedgerService, LedgerServiceError};
 use crate::tls::TlsError;
 use caduceus_core::config::ConfigLoadError;
 
@@ -30,6 +31,10 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Event(#[from] EventError),
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerServiceError),
+    #[error("event {seq} was not sealed in the ledger within {waited_ms} ms")]
+    SealTimeout { seq: u64, waited_ms: u64 },
     #[error("{0}")]
     Io(String),
 }
@@ -39,6 +44,8 @@ pub struct Platform {
     pub clock: Arc<dyn Clock>,
     pub store: Arc<dyn Store>,
     pub spine: Arc<dyn Spine>,
+    /// The ledger, in the serving process only: it holds the log's lock.
+    pub ledger: Option<Arc<LedgerService>>,
 }
 
 impl std::fmt::Debug for Platform {
@@ -50,8 +57,28 @@ impl std::fmt::Debug for Platform {
 impl Platform {
     /// Open storage (applying migrations) and start the spine. Recording the
     /// start is the server's job: a command such as `admin issue-token`
-    /// opens a platform without starting the service.
+    /// opens a platform without starting the service, and without the
+    /// ledger, which the serving process holds (its events are sealed when
+    /// the server's sealer reaches them).
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Self>, ServerError> {
+        Ok(Arc::new(Self::open(config, clock).await?))
+    }
+
+    /// As `start`, and open the ledger: every event is sealed, and
+    /// `record` answers only once its event's seal is durable.
+    pub async fn start_with_ledger(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Self>, ServerError> {
+        let mut platform = Self::open(config, clock).await?;
+        match LedgerService::start(&platform.config, platform.spine.clone()).await {
+            Ok(ledger) => platform.ledger = Some(ledger),
+            Err(e) => {
+                platform.shutdown().await;
+                return Err(e.into());
+            }
+        }
+        Ok(Arc::new(platform))
+    }
+
+    async fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Self, ServerError> {
         config.validate()?;
         create_private_dir(&config.data_dir)?;
         let store = caduceus_store::open(&config).await?;
@@ -62,7 +89,7 @@ impl Platform {
             Duration::from_millis(config.spine.publish_timeout_ms),
         )
         .await?;
-        Ok(Arc::new(Self { config, clock, store, spine: Arc::new(spine) }))
+        Ok(Self { config, clock, store, spine: Arc::new(spine), ledger: None })
     }
 
     /// Build an event stamped with this platform's clock.
@@ -88,7 +115,21 @@ impl Platform {
         payload: Payload,
     ) -> Result<Receipt, ServerError> {
         let event = self.event(severity, actor, target, message, payload)?;
-        Ok(self.spine.publish(event).await?)
+        self.publish(event).await
+    }
+
+    /// Publish an event and, when this process holds the ledger, wait until
+    /// it is sealed: acknowledged means durable on the spine and in the log.
+    pub async fn publish(&self, event: SecurityEvent) -> Result<Receipt, ServerError> {
+        let receipt = self.spine.publish(event).await?;
+        if let Some(ledger) = &self.ledger {
+            let waited_ms = self.config.spine.publish_timeout_ms.max(1000);
+            tokio::time::timeout(Duration::from_millis(waited_ms), ledger.ledger.wait_for_seq(receipt.seq))
+                .await
+                .map_err(|_| ServerError::SealTimeout { seq: receipt.seq, waited_ms })?
+                .map_err(|e| ServerError::Ledger(e.into()))?;
+        }
+        Ok(receipt)
     }
 
     /// Record a lifecycle event of the serving process.
@@ -101,9 +142,13 @@ impl Platform {
         self.record(Severity::Informational, Actor::system(), None, message, payload).await
     }
 
-    /// Close the spine (consumers drain) and flush storage.
+    /// Close the spine (consumers drain, the sealer seals the rest), close
+    /// the ledger with a last checkpoint, and flush storage.
     pub async fn shutdown(&self) {
         self.spine.close().await;
+        if let Some(ledger) = &self.ledger {
+            ledger.shutdown().await;
+        }
         self.store.close().await;
         tracing::info!("storage flushed and closed");
     }

@@ -109,6 +109,6 @@ pub async fn submit_event(
     let event = platform
         .event(submission.severity_id, submission.actor, submission.target, &submission.message, submission.payload)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;
-    let receipt = platform.spine.publish(event).await?;
+    let receipt = platform.publish(event).await?;
     Ok((StatusCode::ACCEPTED, Json(EventReceipt { seq: receipt.seq, digest: receipt.digest.to_hex() })))
 }

@@ -3,4 +3,6 @@
 
 pub mod events;
 pub mod health;
+pub mod ledger;
 pub mod status;
+pub mod witness;
