@@ -17,6 +17,7 @@ pub mod log;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod reader;
 pub mod seal;
 pub mod tiles;
 pub mod tree;

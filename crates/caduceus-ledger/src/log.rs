@@ -109,10 +109,18 @@ struct Written {
     done: bool,
 }
 
+/// The ledger's two data files, and every read of them bounded by a tree
+/// size: shared by the appending [`Ledger`] and the read-only
+/// [`crate::reader::Snapshot`].
+pub(crate) struct Files {
+    pub(crate) dir: PathBuf,
+    pub(crate) records: File,
+    pub(crate) nodes: File,
+}
+
 struct Inner {
     dir: PathBuf,
-    records: File,
-    nodes: File,
+    files: Files,
     queue: Mutex<Queue>,
     queue_ready: Condvar,
     written: Mutex<Written>,
@@ -336,8 +344,7 @@ impl Ledger {
         let (progress, _) = watch::channel(Progress { size: end, last_seq, failed: None });
         let inner = Arc::new(Inner {
             dir: dir.to_owned(),
-            records,
-            nodes,
+            files: Files { dir: dir.to_owned(), records, nodes },
             queue: Mutex::new(Queue { pending: Vec::new(), next: end, closed: false }),
             queue_ready: Condvar::new(),
             written: Mutex::new(Written { size: end, last_seq, done: false }),
@@ -430,41 +437,35 @@ impl Ledger {
         self.inner.progress.borrow().size
     }
 
-    fn nodes_at(&self, size: u64) -> Result<FileNodes<'_>, LedgerError> {
+    fn bounded(&self, size: u64) -> Result<&Files, LedgerError> {
         let durable = self.size();
         if size > durable {
             return Err(LedgerError::Invalid(format!("tree size {size} is beyond the log's {durable} entries")));
         }
-        Ok(FileNodes { file: &self.inner.nodes, size, path: &self.inner.dir })
+        Ok(&self.inner.files)
     }
 
     /// The tree head at `size`.
     pub fn root(&self, size: u64) -> Result<Hash, LedgerError> {
-        tree::root(&self.nodes_at(size)?, size)
+        self.bounded(size)?.root(size)
     }
 
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
-        tree::inclusion_proof(&self.nodes_at(size)?, index, size)
+        self.bounded(size)?.inclusion_proof(index, size)
     }
 
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, LedgerError> {
-        tree::consistency_proof(&self.nodes_at(second)?, first, second)
+        self.bounded(second)?.consistency_proof(first, second)
     }
 
     /// The RFC 9162 leaf hash of entry `index`.
     pub fn leaf_hash(&self, index: u64) -> Result<Hash, LedgerError> {
-        self.nodes_at(self.size())?.node(0, index)
+        self.inner.files.leaf_hash(index, self.size())
     }
 
     /// The stored seal of entry `index`.
     pub fn record(&self, index: u64) -> Result<SealRecord, LedgerError> {
-        let size = self.size();
-        if index >= size {
-            return Err(ProofError::IndexOutOfRange { index, size }.into());
-        }
-        let mut bytes = [0u8; RECORD_BYTES];
-        self.inner.records.read_exact_at(&mut bytes, index * RECORD).map_err(io_error(&self.inner.dir))?;
-        SealRecord::decode(&bytes).map_err(|e| LedgerError::Corrupt(format!("record {index}: {e}")))
+        self.inner.files.record(index, self.size())
     }
 
     /// The index of the entry with this leaf hash, if any.
@@ -474,7 +475,7 @@ impl Ledger {
             // Built once, from the stored leaf hashes; later appends keep it
             // current (the committer takes this lock after writing).
             let size = lock(&self.inner.written).size;
-            let nodes = FileNodes { file: &self.inner.nodes, size, path: &self.inner.dir };
+            let nodes = self.inner.files.nodes_at(size);
             let mut map = HashMap::with_capacity(size as usize);
             for i in 0..size {
                 map.insert(prefix(&nodes.node(0, i)?), i);
@@ -483,90 +484,30 @@ impl Ledger {
         }
         let candidate = index.as_ref().and_then(|m| m.get(&prefix(leaf)).copied());
         drop(index);
+        let size = self.size();
         match candidate {
-            Some(i) if i < self.size() && self.leaf_hash(i)? == *leaf => Ok(Some(i)),
-            Some(i) if i < self.size() => self.scan_for_leaf(leaf),
+            Some(i) if i < size && self.leaf_hash(i)? == *leaf => Ok(Some(i)),
+            // The rare 64-bit prefix collision: look at every leaf.
+            Some(i) if i < size => self.inner.files.scan_for_leaf(leaf, size),
             _ => Ok(None),
         }
     }
 
-    /// The rare 64-bit prefix collision: look at every leaf.
-    fn scan_for_leaf(&self, leaf: &Hash) -> Result<Option<u64>, LedgerError> {
-        let size = self.size();
-        for i in 0..size {
-            if self.leaf_hash(i)? == *leaf {
-                return Ok(Some(i));
-            }
-        }
-        Ok(None)
-    }
-
     /// The index of the entry sealing event `seq` (entries are in event order).
     pub fn find_event(&self, seq: u64) -> Result<Option<u64>, LedgerError> {
-        let (mut lo, mut hi) = (0u64, self.size());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let found = self.record(mid)?.event_seq;
-            if found == seq {
-                return Ok(Some(mid));
-            }
-            if found < seq {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(None)
+        self.inner.files.find_event(seq, self.size())
     }
 
     /// A C2SP tlog-tiles hash tile: level `level`, tile `index`, `width`
     /// hashes, within the tree of `size` entries.
     pub fn tile(&self, level: u32, index: u64, width: u64, size: u64) -> Result<Vec<u8>, LedgerError> {
-        let nodes = self.nodes_at(size)?;
-        let tree_level = level.checked_mul(TILE_HEIGHT).filter(|l| *l < 64).ok_or(missing_tile())?;
-        let first = index.checked_mul(TILE_WIDTH).ok_or(missing_tile())?;
-        if !(1..=TILE_WIDTH).contains(&width) || first + width > size >> tree_level {
-            return Err(missing_tile());
-        }
-        let mut out = Vec::with_capacity((width * HASH_BYTES) as usize);
-        if tree_level == 0 {
-            // Leaves of one tile span 511 consecutive post-order slots: one read.
-            let start = node_position(0, first);
-            let stop = node_position(0, first + width - 1) + 1;
-            let mut span = vec![0u8; ((stop - start) * HASH_BYTES) as usize];
-            self.inner.nodes.read_exact_at(&mut span, start * HASH_BYTES).map_err(io_error(&self.inner.dir))?;
-            for i in first..first + width {
-                let at = ((node_position(0, i) - start) * HASH_BYTES) as usize;
-                out.extend_from_slice(span.get(at..at + 32).ok_or(missing_tile())?);
-            }
-        } else {
-            for i in first..first + width {
-                out.extend_from_slice(&nodes.node(tree_level, i)?);
-            }
-        }
-        Ok(out)
+        self.bounded(size)?.tile(level, index, width, size)
     }
 
     /// A C2SP tlog-tiles entry bundle: entries `256·index ..` (`width` of
     /// them), each a big-endian u16 length and the entry's commitment.
     pub fn entry_bundle(&self, index: u64, width: u64, size: u64) -> Result<Vec<u8>, LedgerError> {
-        self.nodes_at(size)?;
-        let first = index.checked_mul(TILE_WIDTH).ok_or(missing_tile())?;
-        if !(1..=TILE_WIDTH).contains(&width) || first + width > size {
-            return Err(missing_tile());
-        }
-        let mut bytes = vec![0u8; (width * RECORD) as usize];
-        self.inner.records.read_exact_at(&mut bytes, first * RECORD).map_err(io_error(&self.inner.dir))?;
-        let mut out = Vec::with_capacity((width * 34) as usize);
-        for (i, chunk) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
-            let record = <&[u8; RECORD_BYTES]>::try_from(chunk)
-                .ok()
-                .and_then(|r| SealRecord::decode(r).ok())
-                .ok_or_else(|| LedgerError::Corrupt(format!("record {} is damaged", first + i as u64)))?;
-            out.extend_from_slice(&32u16.to_be_bytes());
-            out.extend_from_slice(&record.commitment);
-        }
-        Ok(out)
+        self.bounded(size)?.entry_bundle(index, width, size)
     }
 
     /// Make the stored tree durable up to the acknowledged size and record
@@ -576,7 +517,7 @@ impl Ledger {
         let size = self.size();
         let root = self.root(size)?;
         if size != *synced {
-            self.inner.nodes.sync_data().map_err(io_error(&self.inner.dir))?;
+            self.inner.files.nodes.sync_data().map_err(io_error(&self.inner.dir))?;
             write_tree_state(&self.inner.dir, size, &root)?;
             *synced = size;
         }
@@ -611,6 +552,109 @@ impl Drop for Ledger {
         {
             tracing::error!(error = %e, "closing the ledger failed");
         }
+    }
+}
+
+impl Files {
+    pub(crate) fn nodes_at(&self, size: u64) -> FileNodes<'_> {
+        FileNodes { file: &self.nodes, size, path: &self.dir }
+    }
+
+    pub(crate) fn root(&self, size: u64) -> Result<Hash, LedgerError> {
+        tree::root(&self.nodes_at(size), size)
+    }
+
+    pub(crate) fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, LedgerError> {
+        tree::inclusion_proof(&self.nodes_at(size), index, size)
+    }
+
+    pub(crate) fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, LedgerError> {
+        tree::consistency_proof(&self.nodes_at(second), first, second)
+    }
+
+    pub(crate) fn leaf_hash(&self, index: u64, size: u64) -> Result<Hash, LedgerError> {
+        self.nodes_at(size).node(0, index)
+    }
+
+    pub(crate) fn record(&self, index: u64, size: u64) -> Result<SealRecord, LedgerError> {
+        if index >= size {
+            return Err(ProofError::IndexOutOfRange { index, size }.into());
+        }
+        let mut bytes = [0u8; RECORD_BYTES];
+        self.records.read_exact_at(&mut bytes, index * RECORD).map_err(io_error(&self.dir))?;
+        SealRecord::decode(&bytes).map_err(|e| LedgerError::Corrupt(format!("record {index}: {e}")))
+    }
+
+    pub(crate) fn scan_for_leaf(&self, leaf: &Hash, size: u64) -> Result<Option<u64>, LedgerError> {
+        let nodes = self.nodes_at(size);
+        for i in 0..size {
+            if nodes.node(0, i)? == *leaf {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn find_event(&self, seq: u64, size: u64) -> Result<Option<u64>, LedgerError> {
+        let (mut lo, mut hi) = (0u64, size);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let found = self.record(mid, size)?.event_seq;
+            if found == seq {
+                return Ok(Some(mid));
+            }
+            if found < seq {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn tile(&self, level: u32, index: u64, width: u64, size: u64) -> Result<Vec<u8>, LedgerError> {
+        let nodes = self.nodes_at(size);
+        let tree_level = level.checked_mul(TILE_HEIGHT).filter(|l| *l < 64).ok_or(missing_tile())?;
+        let first = index.checked_mul(TILE_WIDTH).ok_or(missing_tile())?;
+        if !(1..=TILE_WIDTH).contains(&width) || first + width > size >> tree_level {
+            return Err(missing_tile());
+        }
+        let mut out = Vec::with_capacity((width * HASH_BYTES) as usize);
+        if tree_level == 0 {
+            // Leaves of one tile span 511 consecutive post-order slots: one read.
+            let start = node_position(0, first);
+            let stop = node_position(0, first + width - 1) + 1;
+            let mut span = vec![0u8; ((stop - start) * HASH_BYTES) as usize];
+            self.nodes.read_exact_at(&mut span, start * HASH_BYTES).map_err(io_error(&self.dir))?;
+            for i in first..first + width {
+                let at = ((node_position(0, i) - start) * HASH_BYTES) as usize;
+                out.extend_from_slice(span.get(at..at + 32).ok_or(missing_tile())?);
+            }
+        } else {
+            for i in first..first + width {
+                out.extend_from_slice(&nodes.node(tree_level, i)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn entry_bundle(&self, index: u64, width: u64, size: u64) -> Result<Vec<u8>, LedgerError> {
+        let first = index.checked_mul(TILE_WIDTH).ok_or(missing_tile())?;
+        if !(1..=TILE_WIDTH).contains(&width) || first + width > size {
+            return Err(missing_tile());
+        }
+        let mut bytes = vec![0u8; (width * RECORD) as usize];
+        self.records.read_exact_at(&mut bytes, first * RECORD).map_err(io_error(&self.dir))?;
+        let mut out = Vec::with_capacity((width * 34) as usize);
+        for (i, chunk) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
+            let record = <&[u8; RECORD_BYTES]>::try_from(chunk)
+                .ok()
+                .and_then(|r| SealRecord::decode(r).ok())
+                .ok_or_else(|| LedgerError::Corrupt(format!("record {} is damaged", first + i as u64)))?;
+            out.extend_from_slice(&32u16.to_be_bytes());
+            out.extend_from_slice(&record.commitment);
+        }
+        Ok(out)
     }
 }
 
@@ -701,14 +745,15 @@ impl Inner {
         let needed = offset + records.len() as u64;
         if needed > *allocated {
             let grow = (needed - *allocated).div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
-            rustix::fs::fallocate(&self.records, rustix::fs::FallocateFlags::empty(), *allocated, grow)
+            rustix::fs::fallocate(&self.files.records, rustix::fs::FallocateFlags::empty(), *allocated, grow)
                 .map_err(|e| io_error(&records_path)(e.into()))?;
             // The new size must be durable before records inside it are acknowledged.
-            self.records.sync_all().map_err(io_error(&records_path))?;
+            self.files.records.sync_all().map_err(io_error(&records_path))?;
             *allocated += grow;
         }
-        self.records.write_all_at(records, offset).map_err(io_error(&records_path))?;
-        self.nodes
+        self.files.records.write_all_at(records, offset).map_err(io_error(&records_path))?;
+        self.files
+            .nodes
             .write_all_at(nodes, start_nodes * HASH_BYTES)
             .map_err(io_error(&self.dir.join(NODES_FILE)))
     }
@@ -723,7 +768,7 @@ impl Inner {
                 (written.size, written.last_seq, written.done)
             };
             if target > synced {
-                if let Err(e) = self.records.sync_data() {
+                if let Err(e) = self.files.records.sync_data() {
                     self.fail(&io_error(&self.dir.join(RECORDS_FILE))(e));
                     return;
                 }
