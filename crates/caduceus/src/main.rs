@@ -35,8 +35,83 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Work on the tamper-evident ledger, offline.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Recompute the whole tree from the stored entries and check every
+    /// stored hash, the tree state and every checkpoint; report the first
+    /// problem precisely. Run it on a stopped server or a copy.
+    Verify {
+        /// The data directory (or its `ledger` directory).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The log's published verifier key (or a file holding it); without
+        /// it, the key file in the directory is trusted.
+        #[arg(long)]
+        key: Option<String>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a C2SP tlog-proof bundle offline with the log's public key.
+    VerifyProof {
+        /// The bundle (from `GET /api/v1/ledger/bundle`).
+        #[arg(long)]
+        proof: PathBuf,
+        /// The log's verifier key, `name+keyid+base64key`, or a file holding it.
+        #[arg(long)]
+        key: String,
+        /// The event's JSON: also check that the bundle seals this very event.
+        #[arg(long)]
+        event: Option<PathBuf>,
+        /// The leaf hash, for a bundle without a seal in its extra data.
+        #[arg(long)]
+        leaf_hash: Option<String>,
+        /// A witness's cosigner key (or file); repeat for each trusted witness.
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
+        /// How many of the witnesses must have cosigned.
+        #[arg(long, default_value_t = 0)]
+        quorum: usize,
+    },
+    /// Print an inclusion proof (JSON) against the latest checkpoint.
+    Prove {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, group = "entry", required = true)]
+        index: Option<u64>,
+        /// RFC 9162 leaf hash, hex or base64.
+        #[arg(long, group = "entry")]
+        leaf_hash: Option<String>,
+        /// The spine sequence number of the sealed event.
+        #[arg(long, group = "entry")]
+        event_seq: Option<u64>,
+        /// Tree size to prove against (default: the latest checkpoint's).
+        #[arg(long)]
+        size: Option<u64>,
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Print a consistency proof (JSON) between two tree sizes.
+    Consistency {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        first: u64,
+        /// Default: the latest checkpoint's size.
+        #[arg(long)]
+        second: Option<u64>,
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,7 +148,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin { command: AdminCommand::IssueToken { config, label, replace } } => {
             commands::issue_token(&config, &label, replace).await?
         }
+        Command::Ledger { command } => run_ledger(command)?,
         Command::Version => println!("{}", commands::version()),
+    }
+    Ok(())
+}
+
+fn run_ledger(command: LedgerCommand) -> anyhow::Result<()> {
+    use caduceus_server::commands::ledger;
+    match command {
+        LedgerCommand::Verify { data_dir, key, json } => ledger::verify(&data_dir, key.as_deref(), json)?,
+        LedgerCommand::VerifyProof { proof, key, event, leaf_hash, witnesses, quorum } => {
+            ledger::verify_proof(&ledger::ProofCheck {
+                proof: &proof,
+                key: &key,
+                event: event.as_deref(),
+                leaf_hash: leaf_hash.as_deref(),
+                witnesses: &witnesses,
+                quorum,
+            })?
+        }
+        LedgerCommand::Prove { data_dir, index, leaf_hash, event_seq, size, key } => {
+            let entry = match (index, leaf_hash, event_seq) {
+                (Some(i), _, _) => ledger::Entry::Index(i),
+                (_, Some(h), _) => ledger::Entry::LeafHash(h),
+                (_, _, Some(s)) => ledger::Entry::EventSeq(s),
+                _ => anyhow::bail!("give one of --index, --leaf-hash, --event-seq"),
+            };
+            ledger::prove(&data_dir, entry, size, key.as_deref())?
+        }
+        LedgerCommand::Consistency { data_dir, first, second, key } => {
+            ledger::consistency(&data_dir, first, second, key.as_deref())?
+        }
     }
     Ok(())
 }

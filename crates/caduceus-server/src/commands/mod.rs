@@ -12,6 +12,8 @@ use crate::platform::{Platform, ServerError};
 use crate::serve::{self, Listening};
 use crate::{auth, demo, telemetry};
 
+pub mod ledger;
+
 /// `caduceus serve --config FILE`
 pub async fn serve(config_path: &Path) -> Result<(), ServerError> {
     let config = crate::config::load(config_path)?;

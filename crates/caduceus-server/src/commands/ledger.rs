@@ -1,0 +1,226 @@
+//! `caduceus ledger ...`: offline work on a ledger directory — full
+//! verification, proofs against the latest checkpoint — and checking a
+//! C2SP tlog-proof bundle with nothing but the log's public key. None of
+//! these needs a running server; all of them work beside one.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use caduceus_core::SecurityEvent;
+use caduceus_ledger::cosignature::{CosignatureVerifier, verify_cosigned};
+use caduceus_ledger::merkle::{self, Hash};
+use caduceus_ledger::note::NoteVerifier;
+use caduceus_ledger::proof::{MAX_PROOF_BYTES, TlogProof};
+use caduceus_ledger::reader::Snapshot;
+use caduceus_ledger::seal::{SALT_BYTES, commitment};
+use caduceus_ledger::verify::verify_dir;
+use serde_json::json;
+
+use crate::platform::ServerError;
+
+/// Largest event file `verify-proof --event` reads.
+const MAX_EVENT_FILE: u64 = 1024 * 1024;
+
+fn fail(message: impl Into<String>) -> ServerError {
+    ServerError::Io(message.into())
+}
+
+/// The ledger directory: `DIR/ledger` for a data directory, or `DIR` itself.
+pub fn resolve_dir(dir: &Path) -> PathBuf {
+    let nested = crate::ledger::ledger_dir(dir);
+    if nested.join("records").exists() { nested } else { dir.to_owned() }
+}
+
+/// A verifier key given inline (`name+id+key`) or as a file holding one.
+fn read_key<T>(value: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<T, ServerError> {
+    if let Ok(key) = parse(value) {
+        return Ok(key);
+    }
+    let text = read_small(Path::new(value), 4096).map_err(|e| fail(format!("key `{value}` is not a key ({e})")))?;
+    let text = String::from_utf8(text).map_err(|_| fail(format!("key file {value} is not text")))?;
+    parse(text.trim()).map_err(|e| fail(format!("key file {value}: {e}")))
+}
+
+fn note_key(value: &str) -> Result<NoteVerifier, ServerError> {
+    read_key(value, |v| NoteVerifier::parse(v).map_err(|e| e.to_string()))
+}
+
+fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        return Err(format!("{} is larger than {limit} bytes", path.display()));
+    }
+    Ok(bytes)
+}
+
+/// `caduceus ledger verify --data-dir DIR [--key KEY] [--json]`
+pub fn verify(data_dir: &Path, key: Option<&str>, as_json: bool) -> Result<(), ServerError> {
+    let dir = resolve_dir(data_dir);
+    let key = key.map(note_key).transpose()?;
+    match verify_dir(&dir, key.as_ref()) {
+        Ok(report) => {
+            if as_json {
+                let out = json!({
+                    "ok": true,
+                    "entries": report.entries,
+                    "root": B64.encode(report.root),
+                    "origin": report.origin,
+                    "checkpoints": report.checkpoints,
+                    "latest_checkpoint": report.latest_checkpoint,
+                });
+                println!("{out}");
+            } else {
+                println!(
+                    "ledger ok: {} entries, root {}, {} checkpoints{}",
+                    report.entries,
+                    B64.encode(report.root),
+                    report.checkpoints,
+                    report.latest_checkpoint.map(|s| format!(" (latest at size {s})")).unwrap_or_default()
+                );
+                if key.is_none() {
+                    println!("  checked with the key file in {}; pass --key with the published key to prove more", dir.display());
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if as_json {
+                println!("{}", json!({ "ok": false, "error": e.to_string() }));
+            }
+            Err(fail(format!("ledger verification failed in {}: {e}", dir.display())))
+        }
+    }
+}
+
+/// Which entry `prove` is about.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Index(u64),
+    LeafHash(String),
+    EventSeq(u64),
+}
+
+fn parse_hash(text: &str) -> Result<Hash, ServerError> {
+    let bytes = if text.len() == 64 { hex::decode(text).ok() } else { B64.decode(text).ok() };
+    bytes.and_then(|b| Hash::try_from(b).ok()).ok_or_else(|| fail("a hash is 32 bytes, hex or base64"))
+}
+
+/// `caduceus ledger prove --data-dir DIR (--index N | --leaf-hash H | --event-seq S) [--size N]`
+pub fn prove(data_dir: &Path, entry: Entry, size: Option<u64>, key: Option<&str>) -> Result<(), ServerError> {
+    let key = key.map(note_key).transpose()?;
+    let snapshot = Snapshot::open(&resolve_dir(data_dir), key.as_ref()).map_err(|e| fail(e.to_string()))?;
+    let latest = snapshot.latest().ok_or_else(|| fail("no checkpoint has been published yet"))?;
+    let size = size.unwrap_or(snapshot.size());
+    let ledger = |e: caduceus_ledger::LedgerError| fail(e.to_string());
+    let index = match entry {
+        Entry::Index(i) => Some(i),
+        Entry::LeafHash(h) => snapshot.find_leaf(&parse_hash(&h)?).map_err(ledger)?,
+        Entry::EventSeq(s) => snapshot.find_event(s).map_err(ledger)?,
+    }
+    .ok_or_else(|| fail("no such entry in the latest checkpoint"))?;
+    if index >= size {
+        return Err(fail(format!("entry {index} is not in the tree of size {size}")));
+    }
+    let record = snapshot.record(index).map_err(ledger)?;
+    let proof = snapshot.inclusion_proof(index, size).map_err(ledger)?;
+    let out = json!({
+        "index": index,
+        "tree_size": size,
+        "leaf_hash": B64.encode(snapshot.leaf_hash(index).map_err(ledger)?),
+        "proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        "root": B64.encode(snapshot.root(size).map_err(ledger)?),
+        "seal": { "event_seq": record.event_seq, "commitment": B64.encode(record.commitment), "salt": B64.encode(record.salt) },
+        "checkpoint": (size == latest.checkpoint.size).then(|| latest.encoded()),
+    });
+    println!("{out:#}");
+    Ok(())
+}
+
+/// `caduceus ledger consistency --data-dir DIR --first A [--second B]`
+pub fn consistency(data_dir: &Path, first: u64, second: Option<u64>, key: Option<&str>) -> Result<(), ServerError> {
+    let key = key.map(note_key).transpose()?;
+    let snapshot = Snapshot::open(&resolve_dir(data_dir), key.as_ref()).map_err(|e| fail(e.to_string()))?;
+    let second = second.unwrap_or(snapshot.size());
+    if first == 0 || first > second {
+        return Err(fail("need 1 <= first <= second"));
+    }
+    let ledger = |e: caduceus_ledger::LedgerError| fail(e.to_string());
+    let proof = snapshot.consistency_proof(first, second).map_err(ledger)?;
+    let out = json!({
+        "first": first,
+        "second": second,
+        "first_root": B64.encode(snapshot.root(first).map_err(ledger)?),
+        "second_root": B64.encode(snapshot.root(second).map_err(ledger)?),
+        "proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+    });
+    println!("{out:#}");
+    Ok(())
+}
+
+/// What `verify-proof` is given.
+#[derive(Debug)]
+pub struct ProofCheck<'a> {
+    pub proof: &'a Path,
+    pub key: &'a str,
+    /// The event the bundle should prove (its JSON, as the API returns it).
+    pub event: Option<&'a Path>,
+    /// The leaf hash, when the bundle carries no seal.
+    pub leaf_hash: Option<&'a str>,
+    pub witnesses: &'a [String],
+    pub quorum: usize,
+}
+
+/// `caduceus ledger verify-proof --proof FILE --key KEY [--event FILE] [--witness KEY --quorum N]`
+pub fn verify_proof(check: &ProofCheck<'_>) -> Result<(), ServerError> {
+    let log = note_key(check.key)?;
+    let bytes = read_small(check.proof, MAX_PROOF_BYTES as u64).map_err(fail)?;
+    let bundle = TlogProof::parse(&bytes).map_err(|e| fail(format!("proof bundle: {e}")))?;
+    let seal = bundle.extra.as_deref().and_then(|extra| {
+        let (salt, digest) = extra.split_at_checked(SALT_BYTES)?;
+        Some((<[u8; SALT_BYTES]>::try_from(salt).ok()?, <[u8; 32]>::try_from(digest).ok()?))
+    });
+    let leaf = match (check.leaf_hash, seal) {
+        (Some(leaf), _) => parse_hash(leaf)?,
+        (None, Some((salt, digest))) => {
+            if let Some(path) = check.event {
+                let bytes = read_small(path, MAX_EVENT_FILE).map_err(fail)?;
+                let event: SecurityEvent =
+                    serde_json::from_slice(&bytes).map_err(|e| fail(format!("event {}: {e}", path.display())))?;
+                let actual = event.digest().map_err(|e| fail(format!("event {}: {e}", path.display())))?;
+                if actual.0 != digest {
+                    return Err(fail("the event does not match the sealed digest: it was altered, or it is another event"));
+                }
+            }
+            merkle::leaf_hash(&commitment(&salt, &digest))
+        }
+        (None, None) => return Err(fail("the bundle carries no seal; give --leaf-hash")),
+    };
+    let checkpoint = bundle.verify(&leaf, &log.name, &log).map_err(|e| fail(format!("proof does not verify: {e}")))?;
+    let witnesses = check
+        .witnesses
+        .iter()
+        .map(|w| read_key(w, |v| CosignatureVerifier::parse(v).map_err(|e| e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cosigned = verify_cosigned(&bundle.checkpoint, std::slice::from_ref(&log), &witnesses, check.quorum)
+        .map_err(|e| fail(format!("witness policy not met: {e}")))?;
+    println!(
+        "proof ok: entry {} is in {} at tree size {}{}{}",
+        bundle.index,
+        checkpoint.origin,
+        checkpoint.size,
+        if check.event.is_some() { ", and the event matches its seal" } else { "" },
+        if cosigned.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", cosigned by {}",
+                cosigned.iter().map(|c| c.signature.name.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        }
+    );
+    Ok(())
+}
