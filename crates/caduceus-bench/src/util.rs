@@ -1,0 +1,111 @@
+//! Helpers shared by the measurements: scratch directories, seals, ledgers
+//! that close off the runtime, percentiles.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use caduceus_ledger::{Hash, Ledger, Seal};
+use tempfile::TempDir;
+
+/// Where scratch ledgers go: real disk, not a tmpfs `/tmp`.
+const SCRATCH: &str = "/var/tmp";
+
+/// A progress line on stderr (stdout carries only the report).
+pub fn progress(line: impl AsRef<str>) {
+    eprintln!("[bench] {}", line.as_ref());
+}
+
+/// A fresh directory under `/var/tmp`, removed when dropped.
+pub fn scratch_dir(label: &str) -> anyhow::Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("caduceus-bench-{label}-"))
+        .tempdir_in(SCRATCH)
+        .with_context(|| format!("creating a scratch directory in {SCRATCH}"))
+}
+
+/// The seal of a synthetic event: its sequence number in the digest.
+pub fn seal(seq: u64) -> Seal {
+    let mut event_digest = [0x5a; 32];
+    if let Some(head) = event_digest.get_mut(..8) {
+        head.copy_from_slice(&seq.to_le_bytes());
+    }
+    Seal { event_seq: seq, event_digest }
+}
+
+/// A ledger in its own scratch directory.
+pub struct ScratchLedger {
+    pub dir: TempDir,
+    pub ledger: Arc<Ledger>,
+}
+
+/// A closed ledger whose directory is still on disk.
+pub struct ClosedLedger {
+    pub dir: TempDir,
+    pub size: u64,
+    pub root: Hash,
+}
+
+impl ScratchLedger {
+    pub fn open(label: &str) -> anyhow::Result<Self> {
+        let dir = scratch_dir(label)?;
+        let ledger =
+            Ledger::open(dir.path()).with_context(|| format!("opening a ledger in {}", dir.path().display()))?;
+        Ok(Self { dir, ledger: Arc::new(ledger) })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Close the ledger (which joins its threads) on a blocking thread.
+    /// Every other handle to it must be gone.
+    pub async fn close(self) -> anyhow::Result<ClosedLedger> {
+        let Self { dir, ledger } = self;
+        let (size, root) = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, Hash)> {
+            ledger.close()?;
+            let size = ledger.size();
+            Ok((size, ledger.root(size)?))
+        })
+        .await??;
+        Ok(ClosedLedger { dir, size, root })
+    }
+}
+
+/// Events per second.
+pub fn rate(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+}
+
+/// Mean microseconds per operation.
+pub fn mean_us(elapsed: Duration, count: usize) -> f64 {
+    elapsed.as_secs_f64() * 1e6 / count.max(1) as f64
+}
+
+/// The nearest-rank percentile `p` (0–100) of sorted samples.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.saturating_sub(1)).or(sorted.last()).copied().unwrap_or_default()
+}
+
+/// Round for the report.
+pub fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&samples, 50.0), Duration::from_millis(50));
+        assert_eq!(percentile(&samples, 99.0), Duration::from_millis(99));
+        assert_eq!(percentile(&samples, 100.0), Duration::from_millis(100));
+        assert_eq!(percentile(&samples[..1], 99.0), Duration::from_millis(1));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+}
