@@ -8,7 +8,12 @@
 //!   verification of inclusion and consistency proofs;
 //! - `note`: C2SP signed notes with Ed25519 keys and verifier keys;
 //! - `checkpoint`: C2SP tlog-checkpoint note texts;
-//! - `proof`: C2SP tlog-proof offline proof bundles.
+//! - `proof`: C2SP tlog-proof offline proof bundles;
+//! - `cosignature`: C2SP tlog-cosignature Ed25519 cosignatures (type 0x04)
+//!   and witness policies (a quorum of cosigners);
+//! - `witness`: C2SP tlog-witness `add-checkpoint`: the request format, the
+//!   witness (whose one I/O is its state file) and the log's reading of the
+//!   witness's answers.
 
 pub mod checkpoint;
 pub mod checkpoints;

@@ -144,7 +144,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), NoteError> {
     Ok(())
 }
 
-/// The key ID the spec recommends: SHA-256(name || 0x0A || type || key)[:4],
+/// The key ID the spec recommends: `SHA-256(name || 0x0A || type || key)[:4]`,
 /// for any signature type byte (0x01 here, 0x04 for cosignatures).
 pub fn compute_key_id(name: &str, signature_type: u8, public_key: &[u8]) -> u32 {
     let mut h = Sha256::new();
