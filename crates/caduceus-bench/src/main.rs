@@ -28,7 +28,9 @@
 //!   `build_appends_per_s` is that bulk build's rate.
 //! - `inclusion_proof_us`, `consistency_proof_us`: mean time to generate one
 //!   proof (not verify it) for a random index and tree size (random sizes
-//!   `first < second` for consistency), over `proofs_timed` proofs each.
+//!   `first < second` for consistency), over `proofs_timed` proofs each,
+//!   after an untimed round of as many other random proofs (the first
+//!   round after a build is slower: caches and page-table walks are cold).
 //!   `*_at_log_size_us`: the same with the second size fixed at `log_size`,
 //!   which is all the peer can do. `proofs_verified` of them were checked
 //!   with `merkle::verify_*` (the run aborts on a failure).
@@ -38,7 +40,7 @@
 //!   ours ("1" is a plain loop, more writers share a tokio `Mutex`),
 //!   `tree_size`, `build_appends_per_s` for building that tree from the
 //!   ledger's own entries one push at a time, and proof generation times for
-//!   random indexes against the whole tree. Its proofs are checked against
+//!   random indexes against the whole tree (also after a warm-up round). Its proofs are checked against
 //!   the ledger's roots and proofs (`proofs_verified`).
 
 mod durable;
