@@ -94,7 +94,8 @@ impl Checkpoints {
             .map_err(|e| LedgerError::Invalid(format!("ledger origin `{}`: {e}", key.name)))?;
         let path = dir.join(CHECKPOINTS_FILE);
         let (notes, torn) = read_history(dir)?;
-        let file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(&path).map_err(io(&path))?;
+        let file =
+            OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(&path).map_err(io(&path))?;
         if let Some(offset) = torn {
             tracing::warn!(offset, "dropping an unpublished, partly written checkpoint");
             file.set_len(offset).map_err(io(&path))?;

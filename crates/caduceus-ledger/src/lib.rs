@@ -17,6 +17,7 @@
 
 pub mod checkpoint;
 pub mod checkpoints;
+pub mod cosignature;
 pub mod keys;
 pub mod log;
 pub mod merkle;
@@ -26,10 +27,9 @@ pub mod reader;
 pub mod seal;
 pub mod tiles;
 pub mod tree;
-pub mod cosignature;
 pub mod verify;
 pub mod witness;
 
-pub use merkle::{Hash, ProofError};
 pub use log::{Ledger, LedgerError, Progress};
+pub use merkle::{Hash, ProofError};
 pub use seal::{Seal, SealRecord};

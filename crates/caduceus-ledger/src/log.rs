@@ -101,6 +101,9 @@ struct Queue {
     pending: Vec<Seal>,
     next: u64,
     closed: bool,
+    /// The committer sleeps on `queue_ready`: only then is a wake-up (a
+    /// futex system call) needed.
+    committer_waiting: bool,
 }
 
 struct Written {
@@ -200,13 +203,8 @@ pub(crate) fn read_tree_state(dir: &Path) -> Result<Option<(u64, Hash)>, LedgerE
 pub(crate) fn replace_file(dir: &Path, name: &str, contents: &[u8]) -> Result<(), LedgerError> {
     let path = dir.join(name);
     let temp = dir.join(format!(".{name}.tmp"));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(io_error(&temp))?;
+    let mut file =
+        OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temp).map_err(io_error(&temp))?;
     file.write_all(contents).map_err(io_error(&temp))?;
     file.sync_all().map_err(io_error(&temp))?;
     std::fs::rename(&temp, &path).map_err(io_error(&path))?;
@@ -345,7 +343,7 @@ impl Ledger {
         let inner = Arc::new(Inner {
             dir: dir.to_owned(),
             files: Files { dir: dir.to_owned(), records, nodes },
-            queue: Mutex::new(Queue { pending: Vec::new(), next: end, closed: false }),
+            queue: Mutex::new(Queue { pending: Vec::new(), next: end, closed: false, committer_waiting: false }),
             queue_ready: Condvar::new(),
             written: Mutex::new(Written { size: end, last_seq, done: false }),
             written_ready: Condvar::new(),
@@ -376,7 +374,8 @@ impl Ledger {
 
     /// Append one seal; returns its index once it is durable.
     pub async fn append(&self, seal: Seal) -> Result<u64, LedgerError> {
-        Ok(self.append_batch(vec![seal]).await?.start)
+        let range = self.enqueue(1, |pending| pending.push(seal))?;
+        self.durable(range).await.map(|r| r.start)
     }
 
     /// Append seals in order; returns their indexes once all are durable.
@@ -384,22 +383,35 @@ impl Ledger {
         if seals.len() > MAX_BATCH {
             return Err(LedgerError::Invalid(format!("at most {MAX_BATCH} seals per batch")));
         }
-        let mut progress = self.inner.progress.subscribe();
-        let range = {
-            let mut queue = lock(&self.inner.queue);
-            if queue.closed {
-                return Err(self.progress().failed.map_or(LedgerError::Closed, LedgerError::Failed));
-            }
-            let start = queue.next;
-            queue.next += seals.len() as u64;
-            if queue.pending.is_empty() {
-                queue.pending = seals;
+        let range = self.enqueue(seals.len(), |pending| {
+            if pending.is_empty() {
+                *pending = seals;
             } else {
-                queue.pending.extend(seals);
+                pending.extend(seals);
             }
+        })?;
+        self.durable(range).await
+    }
+
+    /// Queue `count` seals for the committer; returns their indexes.
+    fn enqueue(&self, count: usize, push: impl FnOnce(&mut Vec<Seal>)) -> Result<Range<u64>, LedgerError> {
+        let mut queue = lock(&self.inner.queue);
+        if queue.closed {
+            return Err(self.progress().failed.map_or(LedgerError::Closed, LedgerError::Failed));
+        }
+        let start = queue.next;
+        queue.next += count as u64;
+        push(&mut queue.pending);
+        if queue.committer_waiting {
+            queue.committer_waiting = false;
             self.inner.queue_ready.notify_one();
-            start..queue.next
-        };
+        }
+        Ok(start..queue.next)
+    }
+
+    /// Wait until the entries `range` are durable.
+    async fn durable(&self, range: Range<u64>) -> Result<Range<u64>, LedgerError> {
+        let mut progress = self.inner.progress.subscribe();
         let end = range.end;
         let reached = progress
             .wait_for(|p| p.size >= end || p.failed.is_some())
@@ -685,6 +697,7 @@ impl Inner {
             {
                 let mut queue = lock(&self.queue);
                 while queue.pending.is_empty() && !queue.closed {
+                    queue.committer_waiting = true;
                     queue = wait(&self.queue_ready, queue);
                 }
                 if queue.pending.is_empty() {
@@ -752,10 +765,7 @@ impl Inner {
             *allocated += grow;
         }
         self.files.records.write_all_at(records, offset).map_err(io_error(&records_path))?;
-        self.files
-            .nodes
-            .write_all_at(nodes, start_nodes * HASH_BYTES)
-            .map_err(io_error(&self.dir.join(NODES_FILE)))
+        self.files.nodes.write_all_at(nodes, start_nodes * HASH_BYTES).map_err(io_error(&self.dir.join(NODES_FILE)))
     }
 
     fn sync_loop(self: Arc<Self>, mut synced: u64) {

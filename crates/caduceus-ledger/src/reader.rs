@@ -32,7 +32,8 @@ pub fn log_verifier(dir: &Path, key: Option<&NoteVerifier>) -> Result<NoteVerifi
         return Ok(key.clone());
     }
     let material = keys::read(&dir.join(LOG_KEY_FILE), LOG_KEY_KIND)?;
-    let signer = NoteSigner::from_seed(&material.name, &material.seed).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+    let signer =
+        NoteSigner::from_seed(&material.name, &material.seed).map_err(|e| LedgerError::Invalid(e.to_string()))?;
     Ok(signer.verifier())
 }
 
@@ -45,7 +46,10 @@ impl Snapshot {
             Some(bytes) => Some(checkpoints::parse_published(bytes, &verifier, &verifier.name)?),
             None => None,
         };
-        let io = |path: &Path, e: std::io::Error| LedgerError::Io { path: path.display().to_string(), message: e.to_string() };
+        let io = |path: &Path, e: std::io::Error| LedgerError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
         let records_path = dir.join(RECORDS_FILE);
         let nodes_path = dir.join(NODES_FILE);
         let records = File::open(&records_path).map_err(|e| io(&records_path, e))?;

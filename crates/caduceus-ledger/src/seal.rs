@@ -138,6 +138,9 @@ mod tests {
     #[test]
     fn the_salt_hides_the_digest() {
         let seal = Seal { event_seq: 1, event_digest: [1; 32] };
-        assert_ne!(SealRecord::new(&seal, [1; SALT_BYTES]).commitment, SealRecord::new(&seal, [2; SALT_BYTES]).commitment);
+        assert_ne!(
+            SealRecord::new(&seal, [1; SALT_BYTES]).commitment,
+            SealRecord::new(&seal, [2; SALT_BYTES]).commitment
+        );
     }
 }

@@ -127,7 +127,10 @@ mod tests {
             ("1/000.p/17", hashes(1, 0, 17)),
             ("2/x001/000", hashes(2, 1000, 256)),
             ("entries/273.p/112", TilePath { kind: TileKind::Entries, index: 273, width: 112 }),
-            ("entries/x018/x446/x744/x073/x709/x551/615", TilePath { kind: TileKind::Entries, index: u64::MAX, width: 256 }),
+            (
+                "entries/x018/x446/x744/x073/x709/x551/615",
+                TilePath { kind: TileKind::Entries, index: u64::MAX, width: 256 },
+            ),
         ] {
             assert_eq!(TilePath::parse(path), Ok(tile), "{path}");
             assert_eq!(tile.to_path(), path);
@@ -137,9 +140,27 @@ mod tests {
     #[test]
     fn non_canonical_paths_are_refused() {
         for bad in [
-            "", "0", "0/1", "0/0001", "00/000", "64/000", "0/000.p/0", "0/000.p/256", "0/000.p/07", "0/001/002",
-            "0/x000/001", "0/x1/001", "entries", "entries/", "0/000/", "a/000", "0/-01", "0/+01",
-            "entries/x018/x446/x744/x073/x709/x551/616", "0/000.p", "0/000.p/",
+            "",
+            "0",
+            "0/1",
+            "0/0001",
+            "00/000",
+            "64/000",
+            "0/000.p/0",
+            "0/000.p/256",
+            "0/000.p/07",
+            "0/001/002",
+            "0/x000/001",
+            "0/x1/001",
+            "entries",
+            "entries/",
+            "0/000/",
+            "a/000",
+            "0/-01",
+            "0/+01",
+            "entries/x018/x446/x744/x073/x709/x551/616",
+            "0/000.p",
+            "0/000.p/",
         ] {
             assert!(TilePath::parse(bad).is_err(), "{bad:?} was accepted");
         }

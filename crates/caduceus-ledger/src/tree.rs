@@ -48,7 +48,7 @@ pub fn range_hash<S: NodeSource>(source: &S, start: u64, end: u64) -> Result<Has
     if len == 0 {
         return Ok(merkle::empty_root());
     }
-    if len.is_power_of_two() && start % len == 0 {
+    if len.is_power_of_two() && start.is_multiple_of(len) {
         let level = len.trailing_zeros();
         return source.node(level, start >> level);
     }

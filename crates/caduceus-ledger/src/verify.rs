@@ -75,12 +75,9 @@ struct Expected {
 /// without it, the key file in `dir` is used (which proves less: whoever
 /// could rewrite the directory could replace that too).
 pub fn verify_dir(dir: &Path, key: Option<&NoteVerifier>) -> Result<VerifyReport, VerifyError> {
-
     // Checkpoints first: their sizes and roots are checked during the pass.
-    let (notes, torn) = checkpoints::read_history(dir).map_err(|e| VerifyError::Checkpoint {
-        ordinal: 0,
-        problem: e.to_string(),
-    })?;
+    let (notes, torn) =
+        checkpoints::read_history(dir).map_err(|e| VerifyError::Checkpoint { ordinal: 0, problem: e.to_string() })?;
     if let Some(offset) = torn {
         return Err(VerifyError::Checkpoint {
             ordinal: notes.len(),
@@ -90,8 +87,10 @@ pub fn verify_dir(dir: &Path, key: Option<&NoteVerifier>) -> Result<VerifyReport
     let verifier = match key {
         Some(key) => Some(key.clone()),
         None if dir.join(LOG_KEY_FILE).exists() => {
-            let material = keys::read(&dir.join(LOG_KEY_FILE), LOG_KEY_KIND).map_err(|e| VerifyError::Key(e.to_string()))?;
-            let signer = NoteSigner::from_seed(&material.name, &material.seed).map_err(|e| VerifyError::Key(e.to_string()))?;
+            let material =
+                keys::read(&dir.join(LOG_KEY_FILE), LOG_KEY_KIND).map_err(|e| VerifyError::Key(e.to_string()))?;
+            let signer =
+                NoteSigner::from_seed(&material.name, &material.seed).map_err(|e| VerifyError::Key(e.to_string()))?;
             Some(signer.verifier())
         }
         None => None,
@@ -190,7 +189,11 @@ pub fn verify_dir(dir: &Path, key: Option<&NoteVerifier>) -> Result<VerifyReport
                 nodes.read_exact(&mut stored).map_err(io(&nodes_path))?;
                 nodes_read += 32;
                 if stored != hash {
-                    return Err(VerifyError::Node { level, index: index >> level, what: describe_node(level, index >> level) });
+                    return Err(VerifyError::Node {
+                        level,
+                        index: index >> level,
+                        what: describe_node(level, index >> level),
+                    });
                 }
             }
             check_targets(index + 1, &frontier)?;

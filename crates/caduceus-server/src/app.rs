@@ -216,10 +216,17 @@ async fn observe(State(metrics): State<Arc<Metrics>>, request: Request, next: Ne
 
 /// Errors produced outside our handlers (body limits, timeouts, extractor
 /// rejections) come as plain text; give them the one JSON error shape.
+/// Marks a response whose error body a protocol specifies (C2SP
+/// tlog-witness answers a 409 with a size in `text/x.tlog.size`): it is
+/// passed through as is, not rewritten into our JSON error shape.
+#[derive(Debug, Clone, Copy)]
+pub struct ProtocolBody;
+
 async fn json_errors(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<ProtocolBody>().is_some()
+    {
         return response;
     }
     let is_json = response

@@ -257,9 +257,10 @@ async fn publish_periodically(service: std::sync::Weak<LedgerService>, interval:
 fn open_witness(config: &Config) -> Result<Witness, LedgerServiceError> {
     let dir = ledger_dir(&config.data_dir);
     caduceus_ledger::log::create_private_dir(&dir)?;
-    let key = keys::load_or_create(&dir.join(WITNESS_KEY_FILE), WITNESS_KEY_KIND, config.witness.name.as_deref(), || {
-        format!("caduceus.invalid/witness-{}", keys::random_suffix())
-    })?;
+    let key =
+        keys::load_or_create(&dir.join(WITNESS_KEY_FILE), WITNESS_KEY_KIND, config.witness.name.as_deref(), || {
+            format!("caduceus.invalid/witness-{}", keys::random_suffix())
+        })?;
     let signer = CosignatureSigner::from_seed(&key.name, &key.seed)
         .map_err(|e| LedgerServiceError::Config(format!("witness.name `{}`: {e}", key.name)))?;
     let mut logs = Vec::new();
@@ -332,7 +333,8 @@ impl WitnessClient {
         for _ in 0..2 {
             let proof = if old_size == 0 { Vec::new() } else { ledger.consistency_proof(old_size, size)? };
             let body = AddCheckpointRequest { old_size, proof, checkpoint: note.clone() }.encode();
-            let response = self.http.post(&self.url).body(body).send().await.map_err(|e| WitnessCallError::Http(e.to_string()))?;
+            let response =
+                self.http.post(&self.url).body(body).send().await.map_err(|e| WitnessCallError::Http(e.to_string()))?;
             let status = response.status().as_u16();
             let bytes = read_capped(response).await?;
             match status {

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+#[path = "cli/ledger.rs"]
+mod ledger;
+
 const BIN: &str = env!("CARGO_BIN_EXE_caduceus");
 
 /// A running `caduceus` process and the lines it has printed.
@@ -18,6 +21,10 @@ struct Running {
     child: Child,
     stdout: Vec<String>,
     url: String,
+    /// Its log so far, drained continuously so a busy server never blocks
+    /// on a full pipe.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr_reader: std::thread::JoinHandle<()>,
 }
 
 fn command() -> Command {
@@ -34,6 +41,16 @@ fn command() -> Command {
 fn spawn(mut cmd: Command) -> Running {
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log = stderr.clone();
+    let pipe = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut log = log.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -49,17 +66,14 @@ fn spawn(mut cmd: Command) -> Running {
                 if let Some(url) = line.strip_prefix("listening on ") {
                     let url = url.to_owned();
                     lines.push(line);
-                    return Running { child, stdout: lines, url };
+                    return Running { child, stdout: lines, url, stderr, stderr_reader };
                 }
                 lines.push(line);
             }
             Err(_) => {
                 let _ = child.kill();
-                let output = child.wait_with_output().unwrap();
-                panic!(
-                    "no `listening on` line; stdout so far: {lines:?}; stderr: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
+                let _ = child.wait();
+                panic!("no `listening on` line; stdout so far: {lines:?}; stderr: {}", stderr.lock().unwrap());
             }
         }
     }
@@ -76,21 +90,24 @@ impl Running {
     }
 
     /// SIGTERM, then expect a clean exit; returns stderr.
-    fn terminate(mut self) -> String {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+    fn terminate(self) -> String {
+        let Self { mut child, stderr, stderr_reader, .. } = self;
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
         assert!(status.success());
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut stderr = String::new();
-                std::io::Read::read_to_string(self.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-                assert!(status.success(), "exit {status:?}; stderr: {stderr}");
-                return stderr;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
             }
             assert!(std::time::Instant::now() < deadline, "did not exit within 30 s of SIGTERM");
             #[allow(clippy::disallowed_methods)] // polling a child process from a test, not runtime code
             std::thread::sleep(Duration::from_millis(50));
-        }
+        };
+        // The pipe is closed: the reader ends once it has read everything.
+        stderr_reader.join().unwrap();
+        let stderr = stderr.lock().unwrap().clone();
+        assert!(status.success(), "exit {status:?}; stderr: {stderr}");
+        stderr
     }
 }
 

@@ -82,7 +82,10 @@ pub fn verify(data_dir: &Path, key: Option<&str>, as_json: bool) -> Result<(), S
                     report.latest_checkpoint.map(|s| format!(" (latest at size {s})")).unwrap_or_default()
                 );
                 if key.is_none() {
-                    println!("  checked with the key file in {}; pass --key with the published key to prove more", dir.display());
+                    println!(
+                        "  checked with the key file in {}; pass --key with the published key to prove more",
+                        dir.display()
+                    );
                 }
             }
             Ok(())
@@ -192,7 +195,9 @@ pub fn verify_proof(check: &ProofCheck<'_>) -> Result<(), ServerError> {
                     serde_json::from_slice(&bytes).map_err(|e| fail(format!("event {}: {e}", path.display())))?;
                 let actual = event.digest().map_err(|e| fail(format!("event {}: {e}", path.display())))?;
                 if actual.0 != digest {
-                    return Err(fail("the event does not match the sealed digest: it was altered, or it is another event"));
+                    return Err(fail(
+                        "the event does not match the sealed digest: it was altered, or it is another event",
+                    ));
                 }
             }
             merkle::leaf_hash(&commitment(&salt, &digest))

@@ -55,7 +55,10 @@ async fn read<T: Send + 'static>(
 
 fn text(body: String, cache: &'static str) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(TEXT)), (header::CACHE_CONTROL, HeaderValue::from_static(cache))],
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(TEXT)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
         body,
     )
         .into_response()
@@ -143,7 +146,13 @@ impl CheckpointView {
             size: published.checkpoint.size,
             root: B64.encode(published.checkpoint.root),
             note: published.encoded(),
-            cosigned_by: published.note.signatures.iter().filter(|s| s.name != origin).map(|s| s.name.clone()).collect(),
+            cosigned_by: published
+                .note
+                .signatures
+                .iter()
+                .filter(|s| s.name != origin)
+                .map(|s| s.name.clone())
+                .collect(),
             origin,
         }
     }
@@ -203,7 +212,10 @@ pub async fn status(_admin: Admin, State(state): State<AppState>) -> Result<Json
         (status = 503, description = "witness quorum not met, or shutting down", body = ErrorBody)
     )
 )]
-pub async fn publish(_admin: Admin, State(state): State<AppState>) -> Result<(StatusCode, Json<CheckpointView>), ApiError> {
+pub async fn publish(
+    _admin: Admin,
+    State(state): State<AppState>,
+) -> Result<(StatusCode, Json<CheckpointView>), ApiError> {
     let published = service(&state)?.publish_checkpoint().await?;
     Ok((StatusCode::CREATED, Json(CheckpointView::new(&published))))
 }
@@ -375,10 +387,9 @@ pub async fn consistency(
     if first == 0 || first > second {
         return Err(ApiError::new(ErrorCode::BadRequest, "need 1 <= first <= second"));
     }
-    let (proof, first_root, second_root) = read(&service.ledger, move |l| {
-        Ok((l.consistency_proof(first, second)?, l.root(first)?, l.root(second)?))
-    })
-    .await?;
+    let (proof, first_root, second_root) =
+        read(&service.ledger, move |l| Ok((l.consistency_proof(first, second)?, l.root(first)?, l.root(second)?)))
+            .await?;
     Ok(Json(ConsistencyProofView {
         first,
         second,
@@ -405,7 +416,11 @@ pub async fn consistency(
         (status = 404, body = ErrorBody)
     )
 )]
-pub async fn bundle(_admin: Admin, State(state): State<AppState>, Query(query): Query<EntryQuery>) -> Result<Response, ApiError> {
+pub async fn bundle(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Query(query): Query<EntryQuery>,
+) -> Result<Response, ApiError> {
     let service = service(&state)?;
     if query.size.is_some() {
         return Err(ApiError::new(ErrorCode::BadRequest, "bundles are made against the latest checkpoint; omit size"));
@@ -419,7 +434,8 @@ pub async fn bundle(_admin: Admin, State(state): State<AppState>, Query(query): 
             format!("entry {index} is not in the latest checkpoint (size {size}) yet"),
         ));
     }
-    let (record, proof) = read(&service.ledger, move |l| Ok((l.record(index)?, l.inclusion_proof(index, size)?))).await?;
+    let (record, proof) =
+        read(&service.ledger, move |l| Ok((l.record(index)?, l.inclusion_proof(index, size)?))).await?;
     let event = state.platform.store.events_after(record.event_seq.saturating_sub(1), 1).await?;
     let digest = event
         .into_iter()

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
+use crate::app::{AppState, ProtocolBody};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 
 /// Cosign a checkpoint of a witnessed log (C2SP tlog-witness).
@@ -46,7 +46,8 @@ pub async fn add_checkpoint(State(state): State<AppState>, body: Bytes) -> Resul
         .map_err(ApiError::internal)?;
     Ok(match result {
         Ok(cosignature) => {
-            ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], cosignature).into_response()
+            ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], cosignature)
+                .into_response()
         }
         Err(rejection) => {
             let status = StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -56,7 +57,9 @@ pub async fn add_checkpoint(State(state): State<AppState>, body: Bytes) -> Resul
                 tracing::info!(status = status.as_u16(), reason = %rejection, "witness refused a checkpoint");
             }
             let content_type = HeaderValue::from_static(rejection.content_type());
-            (status, [(header::CONTENT_TYPE, content_type)], rejection.body()).into_response()
+            let mut response = (status, [(header::CONTENT_TYPE, content_type)], rejection.body()).into_response();
+            response.extensions_mut().insert(ProtocolBody);
+            response
         }
     })
 }
