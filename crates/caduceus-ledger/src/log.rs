@@ -45,6 +45,8 @@ pub const LOCK_FILE: &str = "LOCK";
 const TREE_STATE_HEADER: &str = "caduceus ledger tree state v1";
 /// Records file growth step (131,072 records).
 const PREALLOCATE_BYTES: u64 = 8 << 20;
+/// Longest the syncer waits for the last cohort of writers to append again.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(200);
 /// Most seals one `append_batch` may carry.
 pub const MAX_BATCH: usize = 1 << 20;
 /// Entries (or hashes) per full tile, C2SP tlog-tiles.
@@ -769,11 +771,29 @@ impl Inner {
     }
 
     fn sync_loop(self: Arc<Self>, mut synced: u64) {
+        // Entries the last fdatasync covered: the writers it released will
+        // most likely append again at once. Waiting (briefly) until as many
+        // are written lets one fdatasync cover them all instead of splitting
+        // them over two (the commit_delay idea of PostgreSQL, adaptive). A
+        // lone writer has a cohort of one and never waits.
+        let mut cohort = 1u64;
         loop {
             let (target, last_seq, done) = {
                 let mut written = lock(&self.written);
                 while written.size == synced && !written.done {
                     written = wait(&self.written_ready, written);
+                }
+                let deadline = std::time::Instant::now() + GATHER;
+                while !written.done && written.size - synced < cohort {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    written = self
+                        .written_ready
+                        .wait_timeout(written, left)
+                        .map(|(guard, _)| guard)
+                        .unwrap_or_else(|e| e.into_inner().0);
                 }
                 (written.size, written.last_seq, written.done)
             };
@@ -782,6 +802,7 @@ impl Inner {
                     self.fail(&io_error(&self.dir.join(RECORDS_FILE))(e));
                     return;
                 }
+                cohort = target - synced;
                 synced = target;
                 self.progress.send_modify(|p| {
                     p.size = target;
