@@ -41,7 +41,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(platform: Arc<Platform>) -> Self {
-        let metrics = Arc::new(Metrics::new(platform.spine.clone()));
+        let metrics = Arc::new(Metrics::new(platform.spine.clone(), platform.ledger.clone()));
         Self { platform, metrics }
     }
 }

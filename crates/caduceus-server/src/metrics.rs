@@ -4,7 +4,11 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+
 use caduceus_spine::Spine;
+
+use crate::ledger::LedgerService;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -40,7 +44,7 @@ fn latency_histogram() -> Histogram {
 }
 
 impl Metrics {
-    pub fn new(spine: Arc<dyn Spine>) -> Self {
+    pub fn new(spine: Arc<dyn Spine>, ledger: Option<Arc<LedgerService>>) -> Self {
         let mut registry = Registry::with_prefix("caduceus");
         let requests = Family::<HttpLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
@@ -51,6 +55,9 @@ impl Metrics {
             latency.clone(),
         );
         registry.register_collector(Box::new(SpineCollector { spine }));
+        if let Some(ledger) = ledger {
+            registry.register_collector(Box::new(LedgerCollector { ledger }));
+        }
         Self { registry, requests, latency }
     }
 
@@ -127,5 +134,51 @@ impl Collector for SpineCollector {
             ConstGauge::new(value).encode(lag.encode_family(&ConsumerLabel { consumer })?)?;
         }
         Ok(())
+    }
+}
+
+/// Reads the ledger's size, checkpoint and witness counters at scrape time.
+#[derive(Debug)]
+struct LedgerCollector {
+    ledger: Arc<LedgerService>,
+}
+
+impl Collector for LedgerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let progress = self.ledger.ledger.progress();
+        let checkpoint = self.ledger.latest().map_or(0, |p| p.checkpoint.size);
+        let counters = &self.ledger.counters;
+        gauge(&mut encoder, "ledger_entries", "Entries durable in the ledger", progress.size)?;
+        gauge(
+            &mut encoder,
+            "ledger_last_sealed_seq",
+            "Spine sequence number of the last sealed event",
+            progress.last_seq,
+        )?;
+        gauge(&mut encoder, "ledger_checkpoint_size", "Tree size of the latest published checkpoint", checkpoint)?;
+        gauge(
+            &mut encoder,
+            "ledger_failed",
+            "1 once a ledger write failed (no more events are sealed)",
+            u64::from(progress.failed.is_some()),
+        )?;
+        counter(
+            &mut encoder,
+            "ledger_checkpoints_published",
+            "Checkpoints published",
+            counters.checkpoints_published.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "ledger_checkpoints_withheld",
+            "Checkpoints not published because the witness quorum was not met",
+            counters.checkpoints_withheld.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "ledger_witness_failures",
+            "Cosignature requests a witness refused or did not answer",
+            counters.witness_failures.load(Ordering::Relaxed),
+        )
     }
 }

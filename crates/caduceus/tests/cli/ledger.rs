@@ -252,6 +252,12 @@ async fn tiles_clients_follow_the_log_bundles_verify_offline_and_flipped_bytes_a
     }
     assert_eq!(publish_checkpoint(&client, &server.url, &site.token).await.status(), 201);
     assert!(follow_with_tiles(&client, &server.url).await > 300);
+    let metrics = client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    for name in
+        ["caduceus_ledger_entries", "caduceus_ledger_checkpoint_size", "caduceus_ledger_checkpoints_published_total"]
+    {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
 
     // An offline bundle for one event, checked by the CLI with the event.
     let events: Value = client
