@@ -94,7 +94,7 @@ fn b64_hash(value: &Value) -> Hash {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_event_is_lost_to_sigkill_and_the_ledger_verifies_after_each_restart() {
-    let rounds: usize = std::env::var("TEST_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let rounds: usize = std::env::var("TEST_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
     let site = Site::new(dir.path(), "127.0.0.1:0", "");
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261129);
