@@ -6,6 +6,17 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::merkle::Hash;
 
+/// A decimal without sign or leading zeros that fits a u64, as every C2SP
+/// text format writes sizes and indexes; anything else is refused, so each
+/// number has one spelling.
+pub(crate) fn parse_canonical_decimal(digits: &str) -> Option<u64> {
+    let canonical = digits == "0" || !digits.starts_with('0');
+    if !canonical || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("checkpoint is malformed: {0}")]
 pub struct CheckpointError(&'static str);
@@ -37,11 +48,8 @@ impl Checkpoint {
         let mut lines = body.split('\n');
         let origin = lines.next().filter(|l| !l.is_empty()).ok_or(CheckpointError("empty origin"))?;
         let size_line = lines.next().ok_or(CheckpointError("no tree size"))?;
-        let canonical = size_line == "0" || (!size_line.starts_with('0') && !size_line.is_empty());
-        if !canonical || !size_line.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(CheckpointError("tree size is not a canonical decimal"));
-        }
-        let size = size_line.parse().map_err(|_| CheckpointError("tree size out of range"))?;
+        let size = parse_canonical_decimal(size_line)
+            .ok_or(CheckpointError("tree size is not a canonical decimal (or out of range)"))?;
         let root_line = lines.next().ok_or(CheckpointError("no root hash"))?;
         let root = B64.decode(root_line).map_err(|_| CheckpointError("root hash is not base64"))?;
         let root: Hash = root.try_into().map_err(|_| CheckpointError("root hash is not 32 bytes"))?;

@@ -1,19 +1,18 @@
 //! The tamper-evident ledger: an append-only Merkle log of security events,
-//! as Certificate Transparency and Go's checksum database do it.
+//! as Certificate Transparency and Go's checksum database do it. It never
+//! sees an event: a caller seals an event's sequence number and digest, and
+//! the log commits to them with a salt kept beside the leaf.
 //!
-//! Built so far, all pure (no I/O, nothing about events: a leaf is whatever
-//! bytes the caller commits to — for Caduceus an event's digest and salt,
-//! never patient data):
-//! - `merkle`: RFC 6962 / RFC 9162 §2 hashing, and the generation and
-//!   verification of inclusion and consistency proofs;
-//! - `note`: C2SP signed notes with Ed25519 keys and verifier keys;
-//! - `checkpoint`: C2SP tlog-checkpoint note texts;
-//! - `proof`: C2SP tlog-proof offline proof bundles;
-//! - `cosignature`: C2SP tlog-cosignature Ed25519 cosignatures (type 0x04)
-//!   and witness policies (a quorum of cosigners);
-//! - `witness`: C2SP tlog-witness `add-checkpoint`: the request format, the
-//!   witness (whose one I/O is its state file) and the log's reading of the
-//!   witness's answers.
+//! - `log`: the durable log (`Ledger`): group-committed appends, crash
+//!   recovery, reads for proofs and tiles; `reader`: a read-only snapshot;
+//!   `verify`: offline verification of a ledger directory;
+//! - `tree`: the stored tree (post-order complete subtrees) and proofs over
+//!   it; `merkle`: RFC 6962 / RFC 9162 §2 hashing and proofs over slices;
+//! - `seal`: what a leaf commits to, and the on-disk record;
+//! - `checkpoints`, `keys`: signing and keeping checkpoints, the key files;
+//! - C2SP formats: `note` (signed-note), `checkpoint` (tlog-checkpoint),
+//!   `cosignature` (tlog-cosignature), `proof` (tlog-proof), `tiles`
+//!   (tlog-tiles paths), `witness` (tlog-witness, both sides).
 
 pub mod checkpoint;
 pub mod checkpoints;

@@ -5,7 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, parse_canonical_decimal};
 use crate::merkle::{self, Hash};
 use crate::note::{MAX_NOTE_BYTES, NoteVerifier, SignedNote};
 
@@ -72,13 +72,8 @@ impl TlogProof {
             line = lines.next().ok_or(TlogProofError::Malformed("no index line"))?;
         }
         let digits = line.strip_prefix("index ").ok_or(TlogProofError::Malformed("no index line"))?;
-        if digits.is_empty()
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-            || (digits.len() > 1 && digits.starts_with('0'))
-        {
-            return Err(TlogProofError::Malformed("index is not a canonical decimal"));
-        }
-        let index = digits.parse().map_err(|_| TlogProofError::Malformed("index out of range"))?;
+        let index = parse_canonical_decimal(digits)
+            .ok_or(TlogProofError::Malformed("index is not a canonical decimal (or out of range)"))?;
         let proof = lines
             .map(|l| {
                 let bytes = B64.decode(l).map_err(|_| TlogProofError::Malformed("proof hash is not base64"))?;

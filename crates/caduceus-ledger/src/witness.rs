@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::checkpoint::{Checkpoint, CheckpointError, parse_canonical_decimal};
 use crate::cosignature::{CosignatureError, CosignatureSigner, CosignatureVerifier, MAX_TIMESTAMP};
 use crate::merkle::{self, Hash, ProofError};
 use crate::note::{MAX_NOTE_BYTES, NoteError, NoteSignature, NoteVerifier, SignedNote};
@@ -46,16 +46,6 @@ pub const SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 const OLD_PREFIX: &str = "old ";
-
-/// An ASCII decimal without leading zeroes (`0` itself excepted), as the
-/// spec writes the old size and the 409 body.
-fn parse_canonical_decimal(digits: &str) -> Option<u64> {
-    let canonical = digits == "0" || !digits.starts_with('0');
-    if !canonical || digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {

@@ -1,7 +1,6 @@
 //! The transparency-dev RFC 6962 proof vectors (inclusion and consistency,
 //! negative cases included), read from `../shared/data`. Missing data is a
 //! failure, not a skip: these vectors are what proves the hashing correct.
-//! The crate's only integration-test binary: add tests here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::path::{Path, PathBuf};
