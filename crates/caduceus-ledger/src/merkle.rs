@@ -27,6 +27,18 @@ pub enum ProofError {
     RootMismatch,
 }
 
+/// A hash as people paste it: 64 hex digits or standard base64.
+pub fn parse_hash(text: &str) -> Option<Hash> {
+    use base64::Engine;
+    let text = text.trim();
+    let bytes = if text.len() == 64 {
+        (0..32).map(|i| text.get(2 * i..2 * i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
+    } else {
+        base64::engine::general_purpose::STANDARD.decode(text).ok()
+    };
+    bytes.and_then(|b: Vec<u8>| Hash::try_from(b).ok())
+}
+
 /// The hash of the empty tree: SHA-256 of nothing.
 pub fn empty_root() -> Hash {
     Sha256::digest([]).into()

@@ -18,6 +18,7 @@ use caduceus_ledger::verify::verify_dir;
 use serde_json::json;
 
 use crate::platform::ServerError;
+use crate::routes::ledger::{ConsistencyProofView, InclusionProofView};
 
 /// Largest event file `verify-proof --event` reads.
 const MAX_EVENT_FILE: u64 = 1024 * 1024;
@@ -108,8 +109,7 @@ pub enum Entry {
 }
 
 fn parse_hash(text: &str) -> Result<Hash, ServerError> {
-    let bytes = if text.len() == 64 { hex::decode(text).ok() } else { B64.decode(text).ok() };
-    bytes.and_then(|b| Hash::try_from(b).ok()).ok_or_else(|| fail("a hash is 32 bytes, hex or base64"))
+    merkle::parse_hash(text).ok_or_else(|| fail("a hash is 32 bytes, hex or base64"))
 }
 
 /// `caduceus ledger prove --data-dir DIR (--index N | --leaf-hash H | --event-seq S) [--size N]`
@@ -128,19 +128,16 @@ pub fn prove(data_dir: &Path, entry: Entry, size: Option<u64>, key: Option<&str>
     if index >= size {
         return Err(fail(format!("entry {index} is not in the tree of size {size}")));
     }
-    let record = snapshot.record(index).map_err(ledger)?;
-    let proof = snapshot.inclusion_proof(index, size).map_err(ledger)?;
-    let out = json!({
-        "index": index,
-        "tree_size": size,
-        "leaf_hash": B64.encode(snapshot.leaf_hash(index).map_err(ledger)?),
-        "proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
-        "root": B64.encode(snapshot.root(size).map_err(ledger)?),
-        "seal": { "event_seq": record.event_seq, "commitment": B64.encode(record.commitment), "salt": B64.encode(record.salt) },
-        "checkpoint": (size == latest.checkpoint.size).then(|| latest.encoded()),
-    });
-    println!("{out:#}");
-    Ok(())
+    let view = InclusionProofView::new(
+        index,
+        size,
+        &snapshot.record(index).map_err(ledger)?,
+        &snapshot.leaf_hash(index).map_err(ledger)?,
+        &snapshot.inclusion_proof(index, size).map_err(ledger)?,
+        &snapshot.root(size).map_err(ledger)?,
+        (size == latest.checkpoint.size).then_some(latest),
+    );
+    print_json(&view)
 }
 
 /// `caduceus ledger consistency --data-dir DIR --first A [--second B]`
@@ -152,15 +149,18 @@ pub fn consistency(data_dir: &Path, first: u64, second: Option<u64>, key: Option
         return Err(fail("need 1 <= first <= second"));
     }
     let ledger = |e: caduceus_ledger::LedgerError| fail(e.to_string());
-    let proof = snapshot.consistency_proof(first, second).map_err(ledger)?;
-    let out = json!({
-        "first": first,
-        "second": second,
-        "first_root": B64.encode(snapshot.root(first).map_err(ledger)?),
-        "second_root": B64.encode(snapshot.root(second).map_err(ledger)?),
-        "proof": proof.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
-    });
-    println!("{out:#}");
+    let view = ConsistencyProofView::new(
+        first,
+        second,
+        &snapshot.root(first).map_err(ledger)?,
+        &snapshot.root(second).map_err(ledger)?,
+        &snapshot.consistency_proof(first, second).map_err(ledger)?,
+    );
+    print_json(&view)
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), ServerError> {
+    println!("{}", serde_json::to_string_pretty(value).map_err(|e| fail(e.to_string()))?);
     Ok(())
 }
 

@@ -22,8 +22,9 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use caduceus_ledger::checkpoints::Published;
-use caduceus_ledger::merkle::Hash;
+use caduceus_ledger::merkle::{self, Hash};
 use caduceus_ledger::proof::TlogProof;
+use caduceus_ledger::seal::SealRecord;
 use caduceus_ledger::tiles::{TileKind, TilePath};
 use caduceus_ledger::{Ledger, LedgerError};
 use serde::{Deserialize, Serialize};
@@ -234,18 +235,13 @@ pub struct EntryQuery {
     pub size: Option<u64>,
 }
 
-fn parse_hash(text: &str) -> Option<Hash> {
-    let bytes = if text.len() == 64 { hex::decode(text).ok()? } else { B64.decode(text).ok()? };
-    Hash::try_from(bytes).ok()
-}
-
 async fn resolve_entry(service: &LedgerService, query: &EntryQuery) -> Result<u64, ApiError> {
     let bad = |m: &str| ApiError::new(ErrorCode::BadRequest, m);
     let absent = || ApiError::new(ErrorCode::NotFound, "no such entry in the log");
     match (query.index, &query.leaf_hash, query.event_seq) {
         (Some(index), None, None) => Ok(index),
         (None, Some(leaf), None) => {
-            let leaf = parse_hash(leaf).ok_or_else(|| bad("leaf_hash must be 32 bytes, hex or base64"))?;
+            let leaf = merkle::parse_hash(leaf).ok_or_else(|| bad("leaf_hash must be 32 bytes, hex or base64"))?;
             read(&service.ledger, move |l| l.find_leaf(&leaf)).await?.ok_or_else(absent)
         }
         (None, None, Some(seq)) => read(&service.ledger, move |l| l.find_event(seq)).await?.ok_or_else(absent),
@@ -294,6 +290,46 @@ fn b64_all(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(|h| B64.encode(h)).collect()
 }
 
+impl InclusionProofView {
+    /// The view of a proof of entry `index` in the tree of `size`; shared by
+    /// the API and `caduceus ledger prove`.
+    pub fn new(
+        index: u64,
+        size: u64,
+        record: &SealRecord,
+        leaf: &Hash,
+        proof: &[Hash],
+        root: &Hash,
+        checkpoint: Option<&Published>,
+    ) -> Self {
+        Self {
+            index,
+            tree_size: size,
+            leaf_hash: B64.encode(leaf),
+            proof: b64_all(proof),
+            root: B64.encode(root),
+            seal: SealView {
+                event_seq: record.event_seq,
+                commitment: B64.encode(record.commitment),
+                salt: B64.encode(record.salt),
+            },
+            checkpoint: checkpoint.map(Published::encoded),
+        }
+    }
+}
+
+impl ConsistencyProofView {
+    pub fn new(first: u64, second: u64, first_root: &Hash, second_root: &Hash, proof: &[Hash]) -> Self {
+        Self {
+            first,
+            second,
+            first_root: B64.encode(first_root),
+            second_root: B64.encode(second_root),
+            proof: b64_all(proof),
+        }
+    }
+}
+
 /// An inclusion proof for an entry (admin).
 #[utoipa::path(
     get,
@@ -326,19 +362,7 @@ pub async fn inclusion(
         Ok((l.record(index)?, l.leaf_hash(index)?, l.inclusion_proof(index, size)?, l.root(size)?))
     })
     .await?;
-    Ok(Json(InclusionProofView {
-        index,
-        tree_size: size,
-        leaf_hash: B64.encode(leaf),
-        proof: b64_all(&proof),
-        root: B64.encode(root),
-        seal: SealView {
-            event_seq: record.event_seq,
-            commitment: B64.encode(record.commitment),
-            salt: B64.encode(record.salt),
-        },
-        checkpoint: checkpoint.map(|c| c.encoded()),
-    }))
+    Ok(Json(InclusionProofView::new(index, size, &record, &leaf, &proof, &root, checkpoint.as_deref())))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -390,13 +414,7 @@ pub async fn consistency(
     let (proof, first_root, second_root) =
         read(&service.ledger, move |l| Ok((l.consistency_proof(first, second)?, l.root(first)?, l.root(second)?)))
             .await?;
-    Ok(Json(ConsistencyProofView {
-        first,
-        second,
-        first_root: B64.encode(first_root),
-        second_root: B64.encode(second_root),
-        proof: b64_all(&proof),
-    }))
+    Ok(Json(ConsistencyProofView::new(first, second, &first_root, &second_root, &proof)))
 }
 
 /// An offline proof bundle (C2SP tlog-proof) for an entry against the
