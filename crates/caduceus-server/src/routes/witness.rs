@@ -11,6 +11,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::{AppState, ProtocolBody};
+use caduceus_ledger::witness::TEXT_CONTENT_TYPE;
+
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 
 /// Cosign a checkpoint of a witnessed log (C2SP tlog-witness).
@@ -30,12 +32,14 @@ use crate::error::{ApiError, ErrorBody, ErrorCode};
     )
 )]
 pub async fn add_checkpoint(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let witness = state
-        .platform
-        .ledger
-        .as_ref()
-        .and_then(|l| l.witness.clone())
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "this instance is not a witness"))?;
+    let Some(witness) = state.platform.ledger.as_ref().and_then(|l| l.witness.clone()) else {
+        // As the protocol answers an unknown log: text, not our JSON shape.
+        return Ok(protocol_answer(
+            StatusCode::NOT_FOUND,
+            TEXT_CONTENT_TYPE,
+            "this instance is not a witness\n".into(),
+        ));
+    };
     if body.len() > caduceus_ledger::witness::MAX_REQUEST_BYTES {
         return Err(ApiError::new(ErrorCode::PayloadTooLarge, "request too large"));
     }
@@ -56,10 +60,14 @@ pub async fn add_checkpoint(State(state): State<AppState>, body: Bytes) -> Resul
             } else {
                 tracing::info!(status = status.as_u16(), reason = %rejection, "witness refused a checkpoint");
             }
-            let content_type = HeaderValue::from_static(rejection.content_type());
-            let mut response = (status, [(header::CONTENT_TYPE, content_type)], rejection.body()).into_response();
-            response.extensions_mut().insert(ProtocolBody);
-            response
+            protocol_answer(status, rejection.content_type(), rejection.body())
         }
     })
+}
+
+/// A response whose body the protocol defines, passed through untouched.
+fn protocol_answer(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut response = (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response();
+    response.extensions_mut().insert(ProtocolBody);
+    response
 }
