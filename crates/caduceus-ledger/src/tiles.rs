@@ -54,7 +54,8 @@ impl TilePath {
                 }
                 parts.pop();
                 if let Some(last) = parts.last_mut() {
-                    *last = last.trim_end_matches(".p");
+                    // Exactly one suffix: `273.p.p/1` is not a tile.
+                    *last = last.strip_suffix(".p").unwrap_or(last);
                 }
                 width
             }
