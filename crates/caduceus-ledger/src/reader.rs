@@ -18,6 +18,9 @@ pub struct Snapshot {
     files: Files,
     latest: Option<Published>,
     verifier: NoteVerifier,
+    /// Entries written (the valid prefix of the records), which may run
+    /// ahead of the latest checkpoint.
+    entries: u64,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -63,7 +66,13 @@ impl Snapshot {
                  if the server crashed, start it once to recover"
             )));
         }
-        Ok(Self { files: Files { dir: dir.to_owned(), records, nodes }, latest, verifier })
+        let entries = written_entries(&records, have_records).map_err(|e| io(&records_path, e))?.max(size);
+        Ok(Self { files: Files { dir: dir.to_owned(), records, nodes }, latest, verifier, entries })
+    }
+
+    /// Entries written, checkpointed or not.
+    pub fn entries(&self) -> u64 {
+        self.entries
     }
 
     /// Entries covered by the latest checkpoint.
@@ -108,8 +117,9 @@ impl Snapshot {
         self.files.leaf_hash(index, self.size())
     }
 
+    /// The seal of entry `index` (any written entry, checkpointed or not).
     pub fn record(&self, index: u64) -> Result<SealRecord, LedgerError> {
-        self.files.record(index, self.size())
+        self.files.record(index, self.entries)
     }
 
     /// The entry with this leaf hash (a scan: this reader keeps no index).
@@ -118,6 +128,28 @@ impl Snapshot {
     }
 
     pub fn find_event(&self, seq: u64) -> Result<Option<u64>, LedgerError> {
-        self.files.find_event(seq, self.size())
+        self.files.find_event(seq, self.entries)
     }
+}
+
+/// The written prefix of a records file: slots are written in order into a
+/// preallocated (zeroed) file, so the first blank slot ends it. Found by
+/// bisection.
+fn written_entries(records: &File, slots: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let blank = |index: u64| -> std::io::Result<bool> {
+        let mut bytes = [0u8; RECORD_BYTES];
+        records.read_exact_at(&mut bytes, index * RECORD_BYTES as u64)?;
+        Ok(crate::seal::is_blank(&bytes))
+    };
+    let (mut lo, mut hi) = (0u64, slots);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if blank(mid)? {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    Ok(lo)
 }

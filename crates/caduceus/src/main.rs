@@ -57,6 +57,11 @@ enum LedgerCommand {
         /// it, the key file in the directory is trusted.
         #[arg(long)]
         key: Option<String>,
+        /// The configuration naming the event store, to check every stored
+        /// event against its seal (default: the SQLite database in the data
+        /// directory, if there is one).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -148,16 +153,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin { command: AdminCommand::IssueToken { config, label, replace } } => {
             commands::issue_token(&config, &label, replace).await?
         }
-        Command::Ledger { command } => run_ledger(command)?,
+        Command::Ledger { command } => run_ledger(command).await?,
         Command::Version => println!("{}", commands::version()),
     }
     Ok(())
 }
 
-fn run_ledger(command: LedgerCommand) -> anyhow::Result<()> {
+async fn run_ledger(command: LedgerCommand) -> anyhow::Result<()> {
     use caduceus_server::commands::ledger;
     match command {
-        LedgerCommand::Verify { data_dir, key, json } => ledger::verify(&data_dir, key.as_deref(), json)?,
+        LedgerCommand::Verify { data_dir, key, config, json } => {
+            ledger::verify(&data_dir, key.as_deref(), config.as_deref(), json).await?
+        }
         LedgerCommand::VerifyProof { proof, key, event, leaf_hash, witnesses, quorum } => {
             ledger::verify_proof(&ledger::ProofCheck {
                 proof: &proof,

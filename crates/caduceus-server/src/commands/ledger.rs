@@ -58,46 +58,140 @@ fn read_small(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// `caduceus ledger verify --data-dir DIR [--key KEY] [--json]`
-pub fn verify(data_dir: &Path, key: Option<&str>, as_json: bool) -> Result<(), ServerError> {
+/// `caduceus ledger verify --data-dir DIR [--key KEY] [--config FILE] [--json]`
+///
+/// First the ledger itself (`verify_dir`), then the events against their
+/// seals: every stored event must match the salted commitment the ledger
+/// sealed, so an event row rewritten in the database (body and digest
+/// together) is caught, and so is a sealed event deleted from it. The store
+/// is the one `--config` names, or the SQLite database in the data directory.
+pub async fn verify(
+    data_dir: &Path,
+    key: Option<&str>,
+    config: Option<&Path>,
+    as_json: bool,
+) -> Result<(), ServerError> {
     let dir = resolve_dir(data_dir);
     let key = key.map(note_key).transpose()?;
-    match verify_dir(&dir, key.as_ref()) {
-        Ok(report) => {
-            if as_json {
-                let out = json!({
-                    "ok": true,
-                    "entries": report.entries,
-                    "root": B64.encode(report.root),
-                    "origin": report.origin,
-                    "checkpoints": report.checkpoints,
-                    "latest_checkpoint": report.latest_checkpoint,
-                });
-                println!("{out}");
-            } else {
-                println!(
-                    "ledger ok: {} entries, root {}, {} checkpoints{}",
-                    report.entries,
-                    B64.encode(report.root),
-                    report.checkpoints,
-                    report.latest_checkpoint.map(|s| format!(" (latest at size {s})")).unwrap_or_default()
-                );
-                if key.is_none() {
-                    println!(
-                        "  checked with the key file in {}; pass --key with the published key to prove more",
-                        dir.display()
-                    );
-                }
-            }
-            Ok(())
+    let failed = |e: String| {
+        if as_json {
+            println!("{}", json!({ "ok": false, "error": e }));
         }
-        Err(e) => {
-            if as_json {
-                println!("{}", json!({ "ok": false, "error": e.to_string() }));
+        fail(format!("ledger verification failed in {}: {e}", dir.display()))
+    };
+    let report = verify_dir(&dir, key.as_ref()).map_err(|e| failed(e.to_string()))?;
+    let store_config = match config {
+        Some(path) => Some(crate::config::load(path)?),
+        None => {
+            let config = caduceus_core::config::Config::with_data_dir(data_dir);
+            matches!(config.storage_target(), Ok(caduceus_core::config::StorageTarget::Sqlite(p)) if p.exists())
+                .then_some(config)
+        }
+    };
+    let events = match store_config {
+        Some(config) => {
+            let store = caduceus_store::open(&config).await?;
+            let snapshot = Snapshot::open(&dir, key.as_ref()).map_err(|e| failed(e.to_string()))?;
+            let checked = check_events(store.as_ref(), &snapshot).await;
+            store.close().await;
+            Some(checked.map_err(failed)?)
+        }
+        None => None,
+    };
+    if as_json {
+        let out = json!({
+            "ok": true,
+            "entries": report.entries,
+            "root": B64.encode(report.root),
+            "origin": report.origin,
+            "checkpoints": report.checkpoints,
+            "latest_checkpoint": report.latest_checkpoint,
+            "events_checked": events.as_ref().map(|e| e.sealed),
+            "events_not_yet_sealed": events.as_ref().map(|e| e.unsealed),
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "ledger ok: {} entries, root {}, {} checkpoints{}",
+        report.entries,
+        B64.encode(report.root),
+        report.checkpoints,
+        report.latest_checkpoint.map(|s| format!(" (latest at size {s})")).unwrap_or_default()
+    );
+    match events {
+        Some(e) => println!(
+            "events ok: {} stored events match their seals{}",
+            e.sealed,
+            if e.unsealed > 0 { format!("; {} newest not sealed yet", e.unsealed) } else { String::new() }
+        ),
+        None => println!("  no event store found beside it (give --config): only the ledger was checked"),
+    }
+    if key.is_none() {
+        println!("  checked with the key file in {}; pass --key with the published key to prove more", dir.display());
+    }
+    Ok(())
+}
+
+/// What the events check found.
+#[derive(Debug, Default)]
+struct EventsChecked {
+    sealed: u64,
+    /// Events after the last sealed one (a server stopped mid-way).
+    unsealed: u64,
+}
+
+/// Walk the stored events and the seals together, both in `seq` order.
+async fn check_events(store: &dyn caduceus_store::Store, snapshot: &Snapshot) -> Result<EventsChecked, String> {
+    const PAGE: u32 = 500;
+    let ledger = |e: caduceus_ledger::LedgerError| e.to_string();
+    let entries = snapshot.entries();
+    let last_sealed = match entries {
+        0 => 0,
+        n => snapshot.record(n - 1).map_err(ledger)?.event_seq,
+    };
+    let mut checked = EventsChecked::default();
+    let mut index = 0u64;
+    let mut after = 0u64;
+    loop {
+        let page = store.events_after(after, PAGE).await.map_err(|e| format!("reading events: {e}"))?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for event in &page {
+            let record = if index < entries { Some(snapshot.record(index).map_err(ledger)?) } else { None };
+            match record {
+                Some(record) if record.event_seq < event.seq => return Err(missing(record.event_seq, index)),
+                Some(record) if record.event_seq == event.seq => {
+                    if !record.seals(&event.digest.0) {
+                        return Err(format!(
+                            "event {} does not match its seal (entry {index}): the stored event was altered",
+                            event.seq
+                        ));
+                    }
+                    checked.sealed += 1;
+                    index += 1;
+                }
+                _ if event.seq <= last_sealed => {
+                    return Err(format!(
+                        "event {} was never sealed, though later events were: it was inserted",
+                        event.seq
+                    ));
+                }
+                _ => checked.unsealed += 1,
             }
-            Err(fail(format!("ledger verification failed in {}: {e}", dir.display())))
+        }
+        if page.len() < PAGE as usize {
+            break;
         }
     }
+    if index < entries {
+        return Err(missing(snapshot.record(index).map_err(ledger)?.event_seq, index));
+    }
+    Ok(checked)
+}
+
+fn missing(seq: u64, index: u64) -> String {
+    format!("event {seq} is sealed (entry {index}) but missing from the store: it was deleted")
 }
 
 /// Which entry `prove` is about.

@@ -337,6 +337,76 @@ async fn tiles_clients_follow_the_log_bundles_verify_offline_and_flipped_bytes_a
     }
 }
 
+/// Rewrite the database the way an intruder covering their tracks would:
+/// change an event (and its digest, so the store's own check passes), or
+/// delete one.
+fn tamper_with_database(db: &Path, sql_action: &str) {
+    let script = format!(
+        "import hashlib, sqlite3, sys\n\
+         db = sqlite3.connect(sys.argv[1])\n\
+         {sql_action}\n\
+         db.commit()\n"
+    );
+    let output = std::process::Command::new("python3").arg("-c").arg(script).arg(db).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+fn copy_data_dir(from: &Path, to: &Path) {
+    for entry in walk(from) {
+        let target = to.join(entry.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &target).unwrap();
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ledger_verify_catches_an_event_altered_or_deleted_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = Site::new(dir.path(), "127.0.0.1:0", "");
+    let server = site.serve();
+    let key = line_value(&server.stdout, "ledger key:");
+    let client = server.client(&site.data());
+    for i in 0..60 {
+        let url = format!("{}/api/v1/events", server.url);
+        let r = client.post(url).bearer_auth(&site.token).json(&event(&format!("audit {i}"))).send().await.unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    server.terminate();
+    let output = verify_cli(&site.data(), &key);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("events ok:"), "{stdout}");
+
+    let cases = [
+        (
+            "altered",
+            "body = db.execute('SELECT body FROM events WHERE seq = 42').fetchone()[0]\n\
+             body = body.replace('audit', 'AUDIT')\n\
+             db.execute('UPDATE events SET body = ?, digest = ? WHERE seq = 42', (body, hashlib.sha256(body.encode()).digest()))",
+            "event 42 does not match its seal",
+        ),
+        ("deleted", "db.execute('DELETE FROM events WHERE seq = 43')", "event 43 is sealed"),
+    ];
+    for (name, action, expected) in cases {
+        let copy = dir.path().join(name);
+        copy_data_dir(&site.data(), &copy);
+        tamper_with_database(&copy.join("caduceus.db"), action);
+        let output = verify_cli(&copy, &key);
+        assert!(!output.status.success(), "{name}: went unnoticed");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
