@@ -66,6 +66,8 @@ pub enum LedgerError {
     Locked(String),
     #[error(transparent)]
     Proof(#[from] ProofError),
+    #[error("tree size {size} is beyond the log's {entries} entries")]
+    BeyondLog { size: u64, entries: u64 },
     #[error("the ledger is closed")]
     Closed,
     #[error("the ledger stopped after a write failure: {0}")]
@@ -454,7 +456,7 @@ impl Ledger {
     fn bounded(&self, size: u64) -> Result<&Files, LedgerError> {
         let durable = self.size();
         if size > durable {
-            return Err(LedgerError::Invalid(format!("tree size {size} is beyond the log's {durable} entries")));
+            return Err(LedgerError::BeyondLog { size, entries: durable });
         }
         Ok(&self.inner.files)
     }

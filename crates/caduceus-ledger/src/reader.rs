@@ -90,10 +90,7 @@ impl Snapshot {
 
     fn check(&self, size: u64) -> Result<(), LedgerError> {
         if size > self.size() {
-            return Err(LedgerError::Invalid(format!(
-                "tree size {size} is beyond the latest checkpoint's {}",
-                self.size()
-            )));
+            return Err(LedgerError::BeyondLog { size, entries: self.size() });
         }
         Ok(())
     }

@@ -108,9 +108,13 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ledger::key))
         .routes(routes!(ledger::status))
         .routes(routes!(ledger::publish))
-        .routes(routes!(ledger::inclusion))
+        .routes(routes!(ledger::entry_inclusion))
+        .routes(routes!(ledger::event_inclusion))
+        .routes(routes!(ledger::leaf_inclusion))
         .routes(routes!(ledger::consistency))
-        .routes(routes!(ledger::bundle))
+        .routes(routes!(ledger::entry_bundle))
+        .routes(routes!(ledger::event_bundle))
+        .routes(routes!(ledger::leaf_bundle))
         .routes(routes!(witness::add_checkpoint))
         .split_for_parts();
     // C2SP specifies the tile paths (several segments under one prefix),

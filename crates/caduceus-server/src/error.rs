@@ -164,6 +164,10 @@ impl From<caduceus_ledger::LedgerError> for ApiError {
         use caduceus_ledger::LedgerError;
         match err {
             LedgerError::Invalid(m) => Self::new(ErrorCode::BadRequest, m),
+            // Asking about entries or sizes the log does not have (yet).
+            LedgerError::BeyondLog { .. } | LedgerError::Proof(caduceus_ledger::ProofError::IndexOutOfRange { .. }) => {
+                Self::new(ErrorCode::NotFound, err.to_string())
+            }
             LedgerError::Proof(e) => Self::new(ErrorCode::BadRequest, e.to_string()),
             LedgerError::Closed => Self::new(ErrorCode::Unavailable, "shutting down"),
             other => Self::internal(other),

@@ -68,7 +68,7 @@ enum LedgerCommand {
     },
     /// Check a C2SP tlog-proof bundle offline with the log's public key.
     VerifyProof {
-        /// The bundle (from `GET /api/v1/ledger/bundle`).
+        /// The bundle (from `GET /api/v1/ledger/events/SEQ/bundle`).
         #[arg(long)]
         proof: PathBuf,
         /// The log's verifier key, `name+keyid+base64key`, or a file holding it.

@@ -221,32 +221,42 @@ pub async fn publish(
     Ok((StatusCode::CREATED, Json(CheckpointView::new(&published))))
 }
 
-/// Which entry: exactly one of these.
+/// How a request names an entry: by index, by the spine sequence number of
+/// the event it seals, or by its leaf hash. Each is its own path, so every
+/// request names exactly one entry.
+#[derive(Debug, Clone)]
+enum Entry {
+    Index(u64),
+    Event(u64),
+    Leaf(String),
+}
+
+async fn resolve_entry(service: &LedgerService, entry: Entry) -> Result<u64, ApiError> {
+    let absent = || ApiError::new(ErrorCode::NotFound, "no such entry in the log");
+    match entry {
+        Entry::Index(index) => Ok(index),
+        Entry::Event(seq) => read(&service.ledger, move |l| l.find_event(seq)).await?.ok_or_else(absent),
+        Entry::Leaf(leaf) => {
+            let leaf = merkle::parse_hash(&leaf)
+                .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "a leaf hash is 64 hex digits"))?;
+            read(&service.ledger, move |l| l.find_leaf(&leaf)).await?.ok_or_else(absent)
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct EntryQuery {
-    /// Entry index in the log, from 0.
-    pub index: Option<u64>,
-    /// RFC 9162 leaf hash, hex or base64.
-    pub leaf_hash: Option<String>,
-    /// Spine sequence number of the sealed event.
-    pub event_seq: Option<u64>,
+pub struct SizeQuery {
     /// Tree size to prove against; default: the latest checkpoint's.
     pub size: Option<u64>,
 }
 
-async fn resolve_entry(service: &LedgerService, query: &EntryQuery) -> Result<u64, ApiError> {
-    let bad = |m: &str| ApiError::new(ErrorCode::BadRequest, m);
-    let absent = || ApiError::new(ErrorCode::NotFound, "no such entry in the log");
-    match (query.index, &query.leaf_hash, query.event_seq) {
-        (Some(index), None, None) => Ok(index),
-        (None, Some(leaf), None) => {
-            let leaf = merkle::parse_hash(leaf).ok_or_else(|| bad("leaf_hash must be 32 bytes, hex or base64"))?;
-            read(&service.ledger, move |l| l.find_leaf(&leaf)).await?.ok_or_else(absent)
-        }
-        (None, None, Some(seq)) => read(&service.ledger, move |l| l.find_event(seq)).await?.ok_or_else(absent),
-        _ => Err(bad("give exactly one of index, leaf_hash and event_seq")),
-    }
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct LeafPath {
+    /// RFC 9162 leaf hash, hex.
+    #[param(pattern = "^[0-9a-fA-F]{64}$")]
+    pub leaf_hash: String,
 }
 
 /// The tree size to prove against, and the checkpoint when it is the latest one.
@@ -330,28 +340,10 @@ impl ConsistencyProofView {
     }
 }
 
-/// An inclusion proof for an entry (admin).
-#[utoipa::path(
-    get,
-    path = "/api/v1/ledger/inclusion",
-    tag = "ledger",
-    params(EntryQuery),
-    security(("bearer" = [])),
-    responses(
-        (status = 200, body = InclusionProofView),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)
-    )
-)]
-pub async fn inclusion(
-    _admin: Admin,
-    State(state): State<AppState>,
-    Query(query): Query<EntryQuery>,
-) -> Result<Json<InclusionProofView>, ApiError> {
-    let service = service(&state)?;
-    let index = resolve_entry(service, &query).await?;
-    let (size, checkpoint) = tree_size(service, query.size)?;
+async fn inclusion(state: &AppState, entry: Entry, size: Option<u64>) -> Result<Json<InclusionProofView>, ApiError> {
+    let service = service(state)?;
+    let index = resolve_entry(service, entry).await?;
+    let (size, checkpoint) = tree_size(service, size)?;
     if index >= size {
         return Err(ApiError::new(
             ErrorCode::NotFound,
@@ -365,12 +357,68 @@ pub async fn inclusion(
     Ok(Json(InclusionProofView::new(index, size, &record, &leaf, &proof, &root, checkpoint.as_deref())))
 }
 
+/// An inclusion proof for entry `index` (admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger/entries/{index}/inclusion",
+    tag = "ledger",
+    params(("index" = u64, Path, description = "Entry index, from 0"), SizeQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = InclusionProofView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn entry_inclusion(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(index): Path<u64>,
+    Query(query): Query<SizeQuery>,
+) -> Result<Json<InclusionProofView>, ApiError> {
+    inclusion(&state, Entry::Index(index), query.size).await
+}
+
+/// An inclusion proof for the entry sealing event `seq` (admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger/events/{seq}/inclusion",
+    tag = "ledger",
+    params(("seq" = u64, Path, description = "Spine sequence number of the event"), SizeQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = InclusionProofView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn event_inclusion(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(seq): Path<u64>,
+    Query(query): Query<SizeQuery>,
+) -> Result<Json<InclusionProofView>, ApiError> {
+    inclusion(&state, Entry::Event(seq), query.size).await
+}
+
+/// An inclusion proof for the entry with this leaf hash (admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger/leaves/{leaf_hash}/inclusion",
+    tag = "ledger",
+    params(LeafPath, SizeQuery),
+    security(("bearer" = [])),
+    responses((status = 200, body = InclusionProofView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn leaf_inclusion(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(leaf): Path<LeafPath>,
+    Query(query): Query<SizeQuery>,
+) -> Result<Json<InclusionProofView>, ApiError> {
+    inclusion(&state, Entry::Leaf(leaf.leaf_hash), query.size).await
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
-    /// The smaller tree size (at least 1).
+    /// One tree size (at least 1).
+    #[param(minimum = 1)]
     pub first: u64,
-    /// The larger tree size; default: the latest checkpoint's.
+    /// The other; default: the latest checkpoint's. The proof goes from the
+    /// smaller to the larger, whichever order they are given in.
     pub second: Option<u64>,
 }
 
@@ -406,10 +454,10 @@ pub async fn consistency(
     Query(query): Query<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyProofView>, ApiError> {
     let service = service(&state)?;
-    let (second, _) = tree_size(service, query.second)?;
-    let first = query.first;
-    if first == 0 || first > second {
-        return Err(ApiError::new(ErrorCode::BadRequest, "need 1 <= first <= second"));
+    let (other, _) = tree_size(service, query.second)?;
+    let (first, second) = (query.first.min(other), query.first.max(other));
+    if first == 0 {
+        return Err(ApiError::new(ErrorCode::BadRequest, "a consistency proof starts from a non-empty tree"));
     }
     let (proof, first_root, second_root) =
         read(&service.ledger, move |l| Ok((l.consistency_proof(first, second)?, l.root(first)?, l.root(second)?)))
@@ -418,32 +466,12 @@ pub async fn consistency(
 }
 
 /// An offline proof bundle (C2SP tlog-proof) for an entry against the
-/// latest checkpoint (admin). Its extra data is the seal's salt (16 bytes)
-/// and the event's digest (32 bytes): with the event itself, anyone can
-/// recompute the leaf. Check it with `caduceus ledger verify-proof`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/ledger/bundle",
-    tag = "ledger",
-    params(EntryQuery),
-    security(("bearer" = [])),
-    responses(
-        (status = 200, description = "C2SP tlog-proof", body = String, content_type = "text/plain; charset=utf-8"),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)
-    )
-)]
-pub async fn bundle(
-    _admin: Admin,
-    State(state): State<AppState>,
-    Query(query): Query<EntryQuery>,
-) -> Result<Response, ApiError> {
-    let service = service(&state)?;
-    if query.size.is_some() {
-        return Err(ApiError::new(ErrorCode::BadRequest, "bundles are made against the latest checkpoint; omit size"));
-    }
-    let index = resolve_entry(service, &query).await?;
+/// latest checkpoint. Its extra data is the seal's salt (16 bytes) and the
+/// event's digest (32 bytes): with the event itself, anyone can recompute
+/// the leaf. Check it with `caduceus ledger verify-proof`.
+async fn bundle(state: &AppState, entry: Entry) -> Result<Response, ApiError> {
+    let service = service(state)?;
+    let index = resolve_entry(service, entry).await?;
     let published = latest(service)?;
     let size = published.checkpoint.size;
     if index >= size {
@@ -465,4 +493,68 @@ pub async fn bundle(
     extra.extend_from_slice(&digest);
     let bundle = TlogProof { extra: Some(extra), index, proof, checkpoint: published.note.clone() };
     Ok(text(bundle.encode(), "no-store"))
+}
+
+/// An offline proof bundle (C2SP tlog-proof) for entry `index` (admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger/entries/{index}/bundle",
+    tag = "ledger",
+    params(("index" = u64, Path, description = "Entry index, from 0")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "C2SP tlog-proof", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn entry_bundle(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(index): Path<u64>,
+) -> Result<Response, ApiError> {
+    bundle(&state, Entry::Index(index)).await
+}
+
+/// An offline proof bundle (C2SP tlog-proof) for event `seq` (admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger/events/{seq}/bundle",
+    tag = "ledger",
+    params(("seq" = u64, Path, description = "Spine sequence number of the event")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "C2SP tlog-proof", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn event_bundle(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(seq): Path<u64>,
+) -> Result<Response, ApiError> {
+    bundle(&state, Entry::Event(seq)).await
+}
+
+/// An offline proof bundle (C2SP tlog-proof) for the entry with this leaf hash (admin).
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger/leaves/{leaf_hash}/bundle",
+    tag = "ledger",
+    params(LeafPath),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "C2SP tlog-proof", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn leaf_bundle(
+    _admin: Admin,
+    State(state): State<AppState>,
+    Path(leaf): Path<LeafPath>,
+) -> Result<Response, ApiError> {
+    bundle(&state, Entry::Leaf(leaf.leaf_hash)).await
 }

@@ -115,7 +115,7 @@ async fn no_acknowledged_event_is_lost_to_sigkill_and_the_ledger_verifies_after_
         // every stored event against its seal).
         for (seq, digest) in &acknowledged[proven..] {
             let proof: Value = client
-                .get(format!("{}/api/v1/ledger/inclusion?event_seq={seq}", server.url))
+                .get(format!("{}/api/v1/ledger/events/{seq}/inclusion", server.url))
                 .bearer_auth(&site.token)
                 .send()
                 .await
@@ -257,6 +257,34 @@ async fn tiles_clients_follow_the_log_bundles_verify_offline_and_flipped_bytes_a
     }
     assert_eq!(publish_checkpoint(&client, &server.url, &site.token).await.status(), 201);
     assert!(follow_with_tiles(&client, &server.url).await > 300);
+    // One entry named three ways gives one proof; a consistency proof works in either order.
+    let get = |path: String| {
+        let (client, url, token) = (client.clone(), server.url.clone(), site.token.clone());
+        async move {
+            let r = client.get(format!("{url}/api/v1/ledger/{path}")).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let by_index = get("entries/5/inclusion".into()).await;
+    let leaf_hex: String = b64_hash(&by_index["leaf_hash"]).iter().map(|b| format!("{b:02x}")).collect();
+    let by_leaf = get(format!("leaves/{leaf_hex}/inclusion")).await;
+    let by_event = get(format!("events/{}/inclusion", by_index["seal"]["event_seq"])).await;
+    assert_eq!(by_index, by_leaf);
+    assert_eq!(by_index, by_event);
+    let forward = get("consistency?first=7&second=200".into()).await;
+    let backward = get("consistency?first=200&second=7".into()).await;
+    assert_eq!(forward, backward);
+    let proof: Vec<Hash> = forward["proof"].as_array().unwrap().iter().map(b64_hash).collect();
+    merkle::verify_consistency(7, 200, &b64_hash(&forward["first_root"]), &b64_hash(&forward["second_root"]), &proof)
+        .unwrap();
+    let missing = client
+        .get(format!("{}/api/v1/ledger/entries/999999/inclusion", server.url))
+        .bearer_auth(&site.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
     let metrics = client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
     for name in
         ["caduceus_ledger_entries", "caduceus_ledger_checkpoint_size", "caduceus_ledger_checkpoints_published_total"]
@@ -276,7 +304,7 @@ async fn tiles_clients_follow_the_log_bundles_verify_offline_and_flipped_bytes_a
         .unwrap();
     let stored = &events["events"][0];
     let bundle = client
-        .get(format!("{}/api/v1/ledger/bundle?event_seq={}", server.url, stored["seq"]))
+        .get(format!("{}/api/v1/ledger/events/{}/bundle", server.url, stored["seq"]))
         .bearer_auth(&site.token)
         .send()
         .await
