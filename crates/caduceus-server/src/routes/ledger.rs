@@ -417,8 +417,9 @@ pub struct ConsistencyQuery {
     /// One tree size (at least 1).
     #[param(minimum = 1)]
     pub first: u64,
-    /// The other; default: the latest checkpoint's. The proof goes from the
-    /// smaller to the larger, whichever order they are given in.
+    /// The other (at least 1); default: the latest checkpoint's. The proof
+    /// goes from the smaller to the larger, whichever order they are given in.
+    #[param(minimum = 1)]
     pub second: Option<u64>,
 }
 
@@ -457,7 +458,9 @@ pub async fn consistency(
     let (other, _) = tree_size(service, query.second)?;
     let (first, second) = (query.first.min(other), query.first.max(other));
     if first == 0 {
-        return Err(ApiError::new(ErrorCode::BadRequest, "a consistency proof starts from a non-empty tree"));
+        // Only reachable through a default: the latest checkpoint is of the empty tree.
+        let empty = "a consistency proof starts from a non-empty tree, and the latest checkpoint is empty";
+        return Err(ApiError::new(if query.first == 0 { ErrorCode::BadRequest } else { ErrorCode::NotFound }, empty));
     }
     let (proof, first_root, second_root) =
         read(&service.ledger, move |l| Ok((l.consistency_proof(first, second)?, l.root(first)?, l.root(second)?)))
@@ -504,6 +507,7 @@ async fn bundle(state: &AppState, entry: Entry) -> Result<Response, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "C2SP tlog-proof", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)
     )
@@ -525,6 +529,7 @@ pub async fn entry_bundle(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "C2SP tlog-proof", body = String, content_type = "text/plain; charset=utf-8"),
+        (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)
     )
