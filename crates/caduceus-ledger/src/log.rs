@@ -220,6 +220,16 @@ fn write_tree_state(dir: &Path, size: u64, root: &Hash) -> Result<(), LedgerErro
     replace_file(dir, TREE_STATE_FILE, text.as_bytes())
 }
 
+/// Whether a process holds the ledger in `dir` open for appending. Offline
+/// checks refuse to run beside it: its writes in flight would look like
+/// damage.
+pub fn in_use(dir: &Path) -> bool {
+    let Ok(lock) = File::open(dir.join(LOCK_FILE)) else { return false };
+    let free = rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok();
+    // Dropping the file releases the shared lock at once.
+    !free
+}
+
 /// Create a directory (and parents) readable only by its owner.
 pub fn create_private_dir(dir: &Path) -> Result<(), LedgerError> {
     use std::os::unix::fs::PermissionsExt;

@@ -72,6 +72,12 @@ pub async fn verify(
     as_json: bool,
 ) -> Result<(), ServerError> {
     let dir = resolve_dir(data_dir);
+    if caduceus_ledger::log::in_use(&dir) {
+        return Err(fail(format!(
+            "the ledger in {} is in use by a running server: stop it, or verify a copy (cp -a)",
+            dir.display()
+        )));
+    }
     let key = key.map(note_key).transpose()?;
     let failed = |e: String| {
         if as_json {

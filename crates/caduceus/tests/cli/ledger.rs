@@ -257,6 +257,9 @@ async fn tiles_clients_follow_the_log_bundles_verify_offline_and_flipped_bytes_a
     }
     assert_eq!(publish_checkpoint(&client, &server.url, &site.token).await.status(), 201);
     assert!(follow_with_tiles(&client, &server.url).await > 300);
+    let busy = verify_cli(&site.data(), &key);
+    assert!(!busy.status.success(), "verify must not run beside an appending server");
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("in use by a running server"));
     // One entry named three ways gives one proof; a consistency proof works in either order.
     let get = |path: String| {
         let (client, url, token) = (client.clone(), server.url.clone(), site.token.clone());
