@@ -1,7 +1,8 @@
 //! `caduceus ledger ...`: offline work on a ledger directory — full
 //! verification, proofs against the latest checkpoint — and checking a
 //! C2SP tlog-proof bundle with nothing but the log's public key. None of
-//! these needs a running server; all of them work beside one.
+//! these needs a running server; proofs also work beside one, while
+//! `verify` wants the server stopped (or a copy of its directory).
 
 use std::path::{Path, PathBuf};
 
