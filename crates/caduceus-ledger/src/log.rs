@@ -13,15 +13,12 @@
 //!   rehashes only the records after it.
 //! - `LOCK`: held (flock) by the one process that appends.
 //!
-//! Group commit: appenders queue their seals, and whoever finds seals due
-//! and nobody committing commits them (salts and hashes them, and writes
-//! records and nodes): an appender whose seals complete the expected cohort
-//! (or fill a chunk), otherwise the one sync thread once it stops waiting for
-//! more. The sync thread calls fdatasync on the records and then
-//! acknowledges everything written before the call. While one batch is being
-//! synced, the next is hashed and written, so throughput grows with the
-//! number of concurrent writers and each writer still waits for its own
-//! entries to be durable.
+//! Group commit runs on two threads. The committer takes every queued seal,
+//! salts and hashes them, and writes records and nodes; the syncer calls
+//! fdatasync on the records and then acknowledges everything written before
+//! the call. While one batch is being synced, the next is hashed and
+//! written, so throughput grows with the number of concurrent writers and
+//! each writer still waits for its own entries to be durable.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -29,9 +26,7 @@ use std::io::Write as _;
 use std::ops::Range;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 
 use base64::Engine;
@@ -50,21 +45,8 @@ pub const LOCK_FILE: &str = "LOCK";
 const TREE_STATE_HEADER: &str = "caduceus ledger tree state v1";
 /// Records file growth step (131,072 records).
 const PREALLOCATE_BYTES: u64 = 8 << 20;
-/// Zeros written ahead of the records (4,096 records). Preallocated space is
-/// unwritten: the first write into it changes the file's block map, which
-/// every fdatasync covering such a write must commit too (one more I/O).
-/// Writing zeros ahead in chunks pays that once per chunk instead.
-const ZERO_AHEAD_BYTES: u64 = 256 << 10;
-/// Longest the syncer waits, after acknowledging a cohort of writers, for
-/// them to append again.
-const GATHER: std::time::Duration = std::time::Duration::from_micros(500);
-/// Cohorts up to this size are gathered whole; of larger ones, a quarter.
-const GATHER_ALL: u64 = 32;
-/// Queued seals an appender commits at once, without waiting for the rest
-/// of its cohort: hashing them overlaps the other appenders.
-const COMMIT_CHUNK: usize = 64;
-/// Batches an appender commits in a row before leaving the rest to others.
-const COMMIT_ROUNDS: u32 = 4;
+/// Longest the syncer waits for the last cohort of writers to append again.
+const GATHER: std::time::Duration = std::time::Duration::from_micros(200);
 /// Most seals one `append_batch` may carry.
 pub const MAX_BATCH: usize = 1 << 20;
 /// Entries (or hashes) per full tile, C2SP tlog-tiles.
@@ -119,70 +101,19 @@ pub struct Progress {
     pub failed: Option<Arc<str>>,
 }
 
-/// What the sync thread sleeps for on `sync_ready`: only then is a wake-up
-/// (a futex system call) needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SyncerWait {
-    Awake,
-    /// Anything queued or written.
-    Work,
-    /// Entries written up to this size.
-    Written(u64),
-}
-
-struct State {
-    /// Seals queued and not yet taken by a committer.
+struct Queue {
     pending: Vec<Seal>,
-    /// The index the next queued seal gets.
     next: u64,
     closed: bool,
-    failed: bool,
-    /// An appender or the syncer is committing; it takes the seals that
-    /// become due until none are.
-    committing: bool,
-    /// Queued seals are due for committing once `next` reaches this (the
-    /// expected cohort has appended), or a chunk of them is queued.
-    commit_at: u64,
-    /// Entries written to the files (not yet necessarily durable).
-    written: u64,
-    written_seq: u64,
-    syncer: SyncerWait,
+    /// The committer sleeps on `queue_ready`: only then is a wake-up (a
+    /// futex system call) needed.
+    committer_waiting: bool,
 }
 
-impl State {
-    fn due(&self) -> bool {
-        !self.pending.is_empty() && (self.next >= self.commit_at || self.pending.len() >= COMMIT_CHUNK)
-    }
-
-    /// Whether the syncer sleeps for what just changed: then it must be
-    /// woken (after the lock is released).
-    fn wake_syncer(&mut self) -> bool {
-        let wake = match self.syncer {
-            SyncerWait::Awake => false,
-            SyncerWait::Work => true,
-            SyncerWait::Written(size) => {
-                self.written >= size || self.closed || (!self.committing && !self.pending.is_empty())
-            }
-        };
-        if wake {
-            self.syncer = SyncerWait::Awake;
-        }
-        wake
-    }
-}
-
-/// The committing side: the tree frontier and the write buffers. Held by
-/// whoever commits (`State::committing` says who may).
-struct Committer {
-    frontier: Frontier,
-    /// Length of the records file (preallocated).
-    allocated: u64,
-    /// Bytes of the records file known written (records or zeros).
-    zeroed: u64,
-    records: Vec<u8>,
-    nodes: Vec<u8>,
-    leaves: Vec<Hash>,
-    zeros: Vec<u8>,
+struct Written {
+    size: u64,
+    last_seq: u64,
+    done: bool,
 }
 
 /// The ledger's two data files, and every read of them bounded by a tree
@@ -197,14 +128,10 @@ pub(crate) struct Files {
 struct Inner {
     dir: PathBuf,
     files: Files,
-    state: Mutex<State>,
-    sync_ready: Condvar,
-    committer: Mutex<Committer>,
-    /// Durable entries, for appenders waiting (also in `progress`).
-    durable: AtomicU64,
-    failed: AtomicBool,
-    /// Appenders waiting for their entries: the size each waits for.
-    waiters: Mutex<Vec<(u64, Waker)>>,
+    queue: Mutex<Queue>,
+    queue_ready: Condvar,
+    written: Mutex<Written>,
+    written_ready: Condvar,
     progress: watch::Sender<Progress>,
     /// Leaf-hash prefix → index, built on first lookup.
     index: Mutex<Option<HashMap<u64, u64>>>,
@@ -430,34 +357,21 @@ impl Ledger {
         let inner = Arc::new(Inner {
             dir: dir.to_owned(),
             files: Files { dir: dir.to_owned(), records, nodes },
-            state: Mutex::new(State {
-                pending: Vec::new(),
-                next: end,
-                closed: false,
-                failed: false,
-                committing: false,
-                commit_at: end,
-                written: end,
-                written_seq: last_seq,
-                syncer: SyncerWait::Awake,
-            }),
-            sync_ready: Condvar::new(),
-            committer: Mutex::new(Committer {
-                frontier,
-                allocated,
-                zeroed: end * RECORD,
-                records: Vec::new(),
-                nodes: Vec::new(),
-                leaves: Vec::new(),
-                zeros: Vec::new(),
-            }),
-            durable: AtomicU64::new(end),
-            failed: AtomicBool::new(false),
-            waiters: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue { pending: Vec::new(), next: end, closed: false, committer_waiting: false }),
+            queue_ready: Condvar::new(),
+            written: Mutex::new(Written { size: end, last_seq, done: false }),
+            written_ready: Condvar::new(),
             progress,
             index: Mutex::new(None),
             tree_state: Mutex::new(end),
         });
+        let committer = {
+            let inner = inner.clone();
+            std::thread::Builder::new()
+                .name("ledger-commit".into())
+                .spawn(move || inner.commit_loop(frontier, allocated))
+                .map_err(io_error(dir))?
+        };
         let syncer = {
             let inner = inner.clone();
             std::thread::Builder::new()
@@ -465,7 +379,7 @@ impl Ledger {
                 .spawn(move || inner.sync_loop(end))
                 .map_err(io_error(dir))?
         };
-        Ok(Self { inner, threads: Mutex::new(vec![syncer]), _lock: lock_file })
+        Ok(Self { inner, threads: Mutex::new(vec![committer, syncer]), _lock: lock_file })
     }
 
     pub fn dir(&self) -> &Path {
@@ -493,36 +407,35 @@ impl Ledger {
         self.durable(range).await
     }
 
-    /// Queue `count` seals; returns their indexes. Commits them (and what
-    /// else is queued) at once if they are due and nobody is committing.
+    /// Queue `count` seals for the committer; returns their indexes.
     fn enqueue(&self, count: usize, push: impl FnOnce(&mut Vec<Seal>)) -> Result<Range<u64>, LedgerError> {
-        let inner = &*self.inner;
-        let mut state = lock(&inner.state);
-        if state.closed {
-            drop(state);
+        let mut queue = lock(&self.inner.queue);
+        if queue.closed {
             return Err(self.progress().failed.map_or(LedgerError::Closed, LedgerError::Failed));
         }
-        let start = state.next;
-        state.next += count as u64;
-        push(&mut state.pending);
-        let range = start..state.next;
-        if !state.committing && state.due() {
-            state.committing = true;
-            let batch = std::mem::take(&mut state.pending);
-            drop(state);
-            inner.commit(batch, COMMIT_ROUNDS, u64::MAX);
-        } else if state.wake_syncer() {
-            drop(state);
-            inner.sync_ready.notify_one();
+        let start = queue.next;
+        queue.next += count as u64;
+        push(&mut queue.pending);
+        if queue.committer_waiting {
+            queue.committer_waiting = false;
+            self.inner.queue_ready.notify_one();
         }
-        Ok(range)
+        Ok(start..queue.next)
     }
 
     /// Wait until the entries `range` are durable.
     async fn durable(&self, range: Range<u64>) -> Result<Range<u64>, LedgerError> {
+        let mut progress = self.inner.progress.subscribe();
         let end = range.end;
-        std::future::poll_fn(|cx| self.inner.poll_durable(end, cx)).await?;
-        Ok(range)
+        let reached = progress
+            .wait_for(|p| p.size >= end || p.failed.is_some())
+            .await
+            .map(|p| (p.size >= end, p.failed.clone()))
+            .map_err(|_| LedgerError::Closed)?;
+        match reached {
+            (true, _) => Ok(range),
+            (false, failed) => Err(failed.map_or(LedgerError::Closed, LedgerError::Failed)),
+        }
     }
 
     /// Wait until the entry sealing event `seq` is durable (seals arrive in
@@ -587,7 +500,7 @@ impl Ledger {
         if index.is_none() {
             // Built once, from the stored leaf hashes; later appends keep it
             // current (the committer takes this lock after writing).
-            let size = lock(&self.inner.state).written;
+            let size = lock(&self.inner.written).size;
             let nodes = self.inner.files.nodes_at(size);
             let mut map = HashMap::with_capacity(size as usize);
             for i in 0..size {
@@ -641,10 +554,9 @@ impl Ledger {
     /// Blocks while the threads finish.
     pub fn close(&self) -> Result<(), LedgerError> {
         {
-            let mut state = lock(&self.inner.state);
-            state.closed = true;
-            state.syncer = SyncerWait::Awake;
-            self.inner.sync_ready.notify_one();
+            let mut queue = lock(&self.inner.queue);
+            queue.closed = true;
+            self.inner.queue_ready.notify_all();
         }
         let threads: Vec<_> = lock(&self.threads).drain(..).collect();
         for thread in threads {
@@ -784,241 +696,133 @@ fn prefix(hash: &Hash) -> u64 {
 impl Inner {
     fn fail(&self, error: &LedgerError) {
         tracing::error!(error = %error, "ledger write failed; no more appends are taken");
-        {
-            let mut state = lock(&self.state);
-            state.closed = true;
-            state.failed = true;
-            state.syncer = SyncerWait::Awake;
-            self.sync_ready.notify_one();
-        }
+        lock(&self.queue).closed = true;
         let message: Arc<str> = Arc::from(error.to_string());
         self.progress.send_modify(|p| p.failed = Some(message));
-        self.failed.store(true, Ordering::Release);
-        let waiters = std::mem::take(&mut *lock(&self.waiters));
-        for (_, waker) in waiters {
-            waker.wake();
-        }
     }
 
-    /// Ready once `size` entries are durable (or the ledger failed).
-    fn poll_durable(&self, size: u64, cx: &mut Context<'_>) -> Poll<Result<(), LedgerError>> {
-        let ready = || {
-            if self.durable.load(Ordering::Acquire) >= size {
-                Some(Ok(()))
-            } else if self.failed.load(Ordering::Acquire) {
-                Some(Err(self.progress.borrow().failed.clone().map_or(LedgerError::Closed, LedgerError::Failed)))
-            } else {
-                None
-            }
-        };
-        if let Some(result) = ready() {
-            return Poll::Ready(result);
-        }
-        let mut waiters = lock(&self.waiters);
-        // Again under the lock: the syncer publishes, then takes it.
-        if let Some(result) = ready() {
-            return Poll::Ready(result);
-        }
-        waiters.push((size, cx.waker().clone()));
-        Poll::Pending
-    }
-
-    /// Make `size` entries durable for readers and waiting appenders.
-    fn publish(&self, size: u64, last_seq: u64, woken: &mut Vec<Waker>) {
-        self.progress.send_modify(|p| {
-            p.size = size;
-            p.last_seq = last_seq;
-        });
-        self.durable.store(size, Ordering::Release);
-        woken.extend(lock(&self.waiters).extract_if(.., |(end, _)| *end <= size).map(|(_, waker)| waker));
-        for waker in woken.drain(..) {
-            waker.wake();
-        }
-    }
-
-    /// Commit `batch`, then (for at most `rounds` batches in all) the seals
-    /// that became due meanwhile, while fewer than `until` entries are
-    /// written. The caller set `State::committing`; this clears it.
-    fn commit(&self, mut batch: Vec<Seal>, mut rounds: u32, until: u64) {
-        let mut committer = lock(&self.committer);
+    fn commit_loop(self: Arc<Self>, mut frontier: Frontier, mut allocated: u64) {
+        let mut batch: Vec<Seal> = Vec::new();
+        let mut records = Vec::new();
+        let mut nodes = Vec::new();
+        let mut leaves = Vec::new();
+        let mut rng = rand::rng();
         loop {
-            if self.failed.load(Ordering::Acquire) {
-                lock(&self.state).committing = false;
-                return;
-            }
-            let start = match committer.write(&self.files, &batch) {
-                Ok(start) => start,
-                Err(e) => {
-                    self.fail(&e);
-                    lock(&self.state).committing = false;
-                    return;
+            {
+                let mut queue = lock(&self.queue);
+                while queue.pending.is_empty() && !queue.closed {
+                    queue.committer_waiting = true;
+                    queue = wait(&self.queue_ready, queue);
                 }
-            };
-            // Under the index lock, so that an index being built either
-            // sees these leaves in the file or gets them here.
-            let mut index = lock(&self.index);
-            if let Some(map) = index.as_mut() {
-                for (i, leaf) in committer.leaves.iter().enumerate() {
-                    map.insert(prefix(leaf), start + i as u64);
+                if queue.pending.is_empty() {
+                    break;
                 }
+                std::mem::swap(&mut queue.pending, &mut batch);
             }
-            let mut state = lock(&self.state);
-            drop(index);
-            state.written = committer.frontier.size();
-            state.written_seq = batch.last().map_or(state.written_seq, |s| s.event_seq);
+            let start = frontier.size();
+            let start_nodes = node_count(start);
+            for seal in &batch {
+                let mut salt = [0u8; SALT_BYTES];
+                rng.fill_bytes(&mut salt);
+                let record = SealRecord::new(seal, salt);
+                records.extend_from_slice(&record.encode());
+                let leaf = merkle::leaf_hash(&record.commitment);
+                leaves.push(leaf);
+                frontier.push(leaf, |h| nodes.extend_from_slice(h));
+            }
+            let last_seq = batch.last().map_or(0, |s| s.event_seq);
+            let result = self.write_batch(start, start_nodes, &records, &nodes, &mut allocated);
+            if let Err(e) = result {
+                self.fail(&e);
+                break;
+            }
+            {
+                // Under the index lock, so that an index being built either
+                // sees these leaves in the file or gets them here.
+                let mut index = lock(&self.index);
+                if let Some(map) = index.as_mut() {
+                    for (i, leaf) in leaves.iter().enumerate() {
+                        map.insert(prefix(leaf), start + i as u64);
+                    }
+                }
+                let mut written = lock(&self.written);
+                written.size = frontier.size();
+                written.last_seq = last_seq;
+                self.written_ready.notify_one();
+            }
             batch.clear();
-            rounds = rounds.saturating_sub(1);
-            let more = rounds > 0 && state.written < until && state.due();
-            if more {
-                std::mem::swap(&mut state.pending, &mut batch);
-            } else {
-                state.committing = false;
-                if state.pending.is_empty() {
-                    // Keep the allocation.
-                    std::mem::swap(&mut state.pending, &mut batch);
-                }
-            }
-            let wake = state.wake_syncer();
-            drop(state);
-            if wake {
-                self.sync_ready.notify_one();
-            }
-            if !more {
-                return;
-            }
+            records.clear();
+            nodes.clear();
+            leaves.clear();
         }
+        lock(&self.written).done = true;
+        self.written_ready.notify_one();
+    }
+
+    fn write_batch(
+        &self,
+        start: u64,
+        start_nodes: u64,
+        records: &[u8],
+        nodes: &[u8],
+        allocated: &mut u64,
+    ) -> Result<(), LedgerError> {
+        let records_path = self.dir.join(RECORDS_FILE);
+        let offset = start * RECORD;
+        let needed = offset + records.len() as u64;
+        if needed > *allocated {
+            let grow = (needed - *allocated).div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
+            rustix::fs::fallocate(&self.files.records, rustix::fs::FallocateFlags::empty(), *allocated, grow)
+                .map_err(|e| io_error(&records_path)(e.into()))?;
+            // The new size must be durable before records inside it are acknowledged.
+            self.files.records.sync_all().map_err(io_error(&records_path))?;
+            *allocated += grow;
+        }
+        self.files.records.write_all_at(records, offset).map_err(io_error(&records_path))?;
+        self.files.nodes.write_all_at(nodes, start_nodes * HASH_BYTES).map_err(io_error(&self.dir.join(NODES_FILE)))
     }
 
     fn sync_loop(self: Arc<Self>, mut synced: u64) {
-        // After an fdatasync, the writers it released will most likely
-        // append again at once. Waiting (briefly) for some of them lets one
-        // fdatasync cover many instead of one each (the commit_delay idea of
-        // PostgreSQL, adaptive): the appender completing that part of the
-        // cohort commits and wakes this thread. Only part of a large cohort
-        // is waited for: the rest is woken, hashed and written while the
-        // fdatasync runs, so the CPUs and the disk overlap. A lone writer has
-        // a cohort of one and never waits.
-        let mut woken = Vec::new();
+        // Entries the last fdatasync covered: the writers it released will
+        // most likely append again at once. Waiting (briefly) until as many
+        // are written lets one fdatasync cover them all instead of splitting
+        // them over two (the commit_delay idea of PostgreSQL, adaptive). A
+        // lone writer has a cohort of one and never waits.
+        let mut cohort = 1u64;
         loop {
-            let (target, last_seq) = {
-                let mut state = lock(&self.state);
-                let mut deadline = std::time::Instant::now() + GATHER;
-                loop {
-                    if state.written >= state.commit_at || state.closed {
-                        break;
-                    }
-                    let idle = state.written == synced && state.pending.is_empty() && !state.committing;
+            let (target, last_seq, done) = {
+                let mut written = lock(&self.written);
+                while written.size == synced && !written.done {
+                    written = wait(&self.written_ready, written);
+                }
+                let deadline = std::time::Instant::now() + GATHER;
+                while !written.done && written.size - synced < cohort {
                     let left = deadline.saturating_duration_since(std::time::Instant::now());
                     if left.is_zero() {
-                        if !idle {
-                            break;
-                        }
-                        // Nothing came: sleep until something is queued.
-                        state.syncer = SyncerWait::Work;
-                        state = wait(&self.sync_ready, state);
-                        deadline = std::time::Instant::now() + GATHER;
-                        continue;
+                        break;
                     }
-                    state.syncer = SyncerWait::Written(state.commit_at);
-                    state = self
-                        .sync_ready
-                        .wait_timeout(state, left)
+                    written = self
+                        .written_ready
+                        .wait_timeout(written, left)
                         .map(|(guard, _)| guard)
                         .unwrap_or_else(|e| e.into_inner().0);
                 }
-                // Everything queued by now goes into this fdatasync, and
-                // whatever is queued during it is committed at once.
-                let flush_to = state.next;
-                state.commit_at = flush_to;
-                loop {
-                    if state.failed {
-                        return;
-                    }
-                    if state.written >= flush_to {
-                        break;
-                    }
-                    if state.committing {
-                        state.syncer = SyncerWait::Written(flush_to);
-                        state = wait(&self.sync_ready, state);
-                    } else {
-                        state.committing = true;
-                        let batch = std::mem::take(&mut state.pending);
-                        drop(state);
-                        self.commit(batch, u32::MAX, flush_to);
-                        state = lock(&self.state);
-                    }
-                }
-                state.syncer = SyncerWait::Awake;
-                if state.written == synced {
-                    if state.closed {
-                        return;
-                    }
-                    continue;
-                }
-                (state.written, state.written_seq)
+                (written.size, written.last_seq, written.done)
             };
-            if let Err(e) = self.files.records.sync_data() {
-                self.fail(&io_error(&self.dir.join(RECORDS_FILE))(e));
+            if target > synced {
+                if let Err(e) = self.files.records.sync_data() {
+                    self.fail(&io_error(&self.dir.join(RECORDS_FILE))(e));
+                    return;
+                }
+                cohort = target - synced;
+                synced = target;
+                self.progress.send_modify(|p| {
+                    p.size = target;
+                    p.last_seq = last_seq;
+                });
+            } else if done {
                 return;
             }
-            let cohort = target - synced;
-            synced = target;
-            {
-                let mut state = lock(&self.state);
-                state.commit_at = state.commit_at.max(target + (cohort / 4).max(cohort.min(GATHER_ALL)));
-            }
-            self.publish(target, last_seq, &mut woken);
         }
-    }
-}
-impl Committer {
-    /// Salt and hash `batch`, and write its records and nodes; returns the
-    /// index of its first entry.
-    fn write(&mut self, files: &Files, batch: &[Seal]) -> Result<u64, LedgerError> {
-        self.records.clear();
-        self.nodes.clear();
-        self.leaves.clear();
-        let start = self.frontier.size();
-        let start_nodes = node_count(start);
-        let mut rng = rand::rng();
-        for seal in batch {
-            let mut salt = [0u8; SALT_BYTES];
-            rng.fill_bytes(&mut salt);
-            let record = SealRecord::new(seal, salt);
-            self.records.extend_from_slice(&record.encode());
-            let leaf = merkle::leaf_hash(&record.commitment);
-            self.leaves.push(leaf);
-            let nodes = &mut self.nodes;
-            self.frontier.push(leaf, |h| nodes.extend_from_slice(h));
-        }
-        let records_path = files.dir.join(RECORDS_FILE);
-        let offset = start * RECORD;
-        let needed = offset + self.records.len() as u64;
-        if needed > self.zeroed {
-            // A large write makes a long fdatasync anyway: not worth writing
-            // its bytes twice.
-            let large = self.records.len() as u64 >= ZERO_AHEAD_BYTES / 4;
-            let zero_to = if large { needed } else { needed + ZERO_AHEAD_BYTES };
-            if zero_to > self.allocated {
-                let grow = (zero_to - self.allocated).div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
-                rustix::fs::fallocate(&files.records, rustix::fs::FallocateFlags::empty(), self.allocated, grow)
-                    .map_err(|e| io_error(&records_path)(e.into()))?;
-                // The new size must be durable before records inside it are acknowledged.
-                files.records.sync_all().map_err(io_error(&records_path))?;
-                self.allocated += grow;
-            }
-            let from = self.zeroed.max(needed);
-            if zero_to > from {
-                self.zeros.resize((zero_to - from) as usize, 0);
-                files.records.write_all_at(&self.zeros, from).map_err(io_error(&records_path))?;
-            }
-            self.zeroed = zero_to;
-        }
-        files.records.write_all_at(&self.records, offset).map_err(io_error(&records_path))?;
-        files
-            .nodes
-            .write_all_at(&self.nodes, start_nodes * HASH_BYTES)
-            .map_err(io_error(&files.dir.join(NODES_FILE)))?;
-        Ok(start)
     }
 }
