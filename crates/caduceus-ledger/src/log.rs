@@ -45,6 +45,12 @@ pub const LOCK_FILE: &str = "LOCK";
 const TREE_STATE_HEADER: &str = "caduceus ledger tree state v1";
 /// Records file growth step (131,072 records).
 const PREALLOCATE_BYTES: u64 = 8 << 20;
+/// Zeros written ahead of the last record (4,096 records). Preallocated
+/// space is unwritten: the first write into it changes the file's extent
+/// map, which the fdatasync covering that write must then also commit (one
+/// more I/O each time). Writing zeros ahead in chunks pays that once per
+/// chunk; on this project's test machine it halves a small fdatasync.
+const ZERO_AHEAD_BYTES: u64 = 256 << 10;
 /// Longest the syncer waits for the last cohort of writers to append again.
 const GATHER: std::time::Duration = std::time::Duration::from_micros(200);
 /// Most seals one `append_batch` may carry.
@@ -108,6 +114,13 @@ struct Queue {
     /// The committer sleeps on `queue_ready`: only then is a wake-up (a
     /// futex system call) needed.
     committer_waiting: bool,
+}
+
+/// The records file beyond the last record: allocated up to `allocated`,
+/// and known to hold written zeros up to `zeroed`.
+struct Space {
+    allocated: u64,
+    zeroed: u64,
 }
 
 struct Written {
@@ -369,7 +382,7 @@ impl Ledger {
             let inner = inner.clone();
             std::thread::Builder::new()
                 .name("ledger-commit".into())
-                .spawn(move || inner.commit_loop(frontier, allocated))
+                .spawn(move || inner.commit_loop(frontier, Space { allocated, zeroed: end * RECORD }))
                 .map_err(io_error(dir))?
         };
         let syncer = {
@@ -701,7 +714,7 @@ impl Inner {
         self.progress.send_modify(|p| p.failed = Some(message));
     }
 
-    fn commit_loop(self: Arc<Self>, mut frontier: Frontier, mut allocated: u64) {
+    fn commit_loop(self: Arc<Self>, mut frontier: Frontier, mut space: Space) {
         let mut batch: Vec<Seal> = Vec::new();
         let mut records = Vec::new();
         let mut nodes = Vec::new();
@@ -731,7 +744,7 @@ impl Inner {
                 frontier.push(leaf, |h| nodes.extend_from_slice(h));
             }
             let last_seq = batch.last().map_or(0, |s| s.event_seq);
-            let result = self.write_batch(start, start_nodes, &records, &nodes, &mut allocated);
+            let result = self.write_batch(start, start_nodes, &records, &nodes, &mut space);
             if let Err(e) = result {
                 self.fail(&e);
                 break;
@@ -765,20 +778,27 @@ impl Inner {
         start_nodes: u64,
         records: &[u8],
         nodes: &[u8],
-        allocated: &mut u64,
+        space: &mut Space,
     ) -> Result<(), LedgerError> {
         let records_path = self.dir.join(RECORDS_FILE);
         let offset = start * RECORD;
         let needed = offset + records.len() as u64;
-        if needed > *allocated {
-            let grow = (needed - *allocated).div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
-            rustix::fs::fallocate(&self.files.records, rustix::fs::FallocateFlags::empty(), *allocated, grow)
+        if needed + ZERO_AHEAD_BYTES > space.allocated {
+            let grow = (needed + ZERO_AHEAD_BYTES - space.allocated).div_ceil(PREALLOCATE_BYTES) * PREALLOCATE_BYTES;
+            rustix::fs::fallocate(&self.files.records, rustix::fs::FallocateFlags::empty(), space.allocated, grow)
                 .map_err(|e| io_error(&records_path)(e.into()))?;
             // The new size must be durable before records inside it are acknowledged.
             self.files.records.sync_all().map_err(io_error(&records_path))?;
-            *allocated += grow;
+            space.allocated += grow;
         }
         self.files.records.write_all_at(records, offset).map_err(io_error(&records_path))?;
+        space.zeroed = space.zeroed.max(needed);
+        if needed + ZERO_AHEAD_BYTES / 2 > space.zeroed {
+            // Inside the allocation, so the file's size does not change.
+            let zeros = vec![0u8; ZERO_AHEAD_BYTES as usize];
+            self.files.records.write_all_at(&zeros, space.zeroed).map_err(io_error(&records_path))?;
+            space.zeroed += ZERO_AHEAD_BYTES;
+        }
         self.files.nodes.write_all_at(nodes, start_nodes * HASH_BYTES).map_err(io_error(&self.dir.join(NODES_FILE)))
     }
 
