@@ -3,8 +3,9 @@
 //!
 //! Files in the ledger directory:
 //! - `records`: one 64-byte [`SealRecord`] per entry, in order. The source of
-//!   truth. Preallocated in chunks (so that an fdatasync does not also have
-//!   to commit a new file size) and synced before any append is acknowledged.
+//!   truth. Preallocated in chunks and zeroed a little ahead of the last
+//!   record (so that an fdatasync commits only data, not a new file size or
+//!   extent map), and synced before any append is acknowledged.
 //! - `nodes`: every complete subtree hash in post-order (see [`crate::tree`]),
 //!   derived from the records. Written with each batch, synced with the tree
 //!   state.
