@@ -30,6 +30,17 @@ pub enum TlogProofError {
     Inclusion(#[from] merkle::ProofError),
 }
 
+/// The tail shared by tlog-proof bundles and tlog-witness requests: one
+/// base64 hash per line, a blank line, then the signed note.
+pub(crate) fn push_hashes_and_note(out: &mut String, hashes: &[Hash], note: &SignedNote) {
+    for hash in hashes {
+        out.push_str(&B64.encode(hash));
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(&note.encode());
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlogProof {
     /// Opaque, unauthenticated application data.
@@ -46,12 +57,7 @@ impl TlogProof {
             out.push_str(&format!("extra {}\n", B64.encode(extra)));
         }
         out.push_str(&format!("index {}\n", self.index));
-        for hash in &self.proof {
-            out.push_str(&B64.encode(hash));
-            out.push('\n');
-        }
-        out.push('\n');
-        out.push_str(&self.checkpoint.encode());
+        push_hashes_and_note(&mut out, &self.proof, &self.checkpoint);
         out
     }
 

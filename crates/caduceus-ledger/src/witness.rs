@@ -100,12 +100,7 @@ impl AddCheckpointRequest {
 
     pub fn encode(&self) -> String {
         let mut out = format!("{OLD_PREFIX}{}\n", self.old_size);
-        for hash in &self.proof {
-            out.push_str(&B64.encode(hash));
-            out.push('\n');
-        }
-        out.push('\n');
-        out.push_str(&self.checkpoint.encode());
+        crate::proof::push_hashes_and_note(&mut out, &self.proof, &self.checkpoint);
         out
     }
 }

@@ -18,6 +18,12 @@ use serde_json::{Value, json};
 
 use super::{Running, command, spawn, token_from};
 
+/// Publish an event over the API; the response (202 once it is sealed).
+async fn submit(client: &reqwest::Client, url: &str, token: &str, message: &str) -> reqwest::Response {
+    let body = event(message);
+    client.post(format!("{url}/api/v1/events")).bearer_auth(token).json(&body).send().await.unwrap()
+}
+
 fn event(message: &str) -> Value {
     json!({
         "severity_id": 1, "actor": {"kind": "system", "uid": "ledger-test"}, "message": message,
@@ -246,14 +252,7 @@ async fn tiles_clients_follow_the_log_bundles_verify_offline_and_flipped_bytes_a
     let key = line_value(&server.stdout, "ledger key:");
     let client = server.client(&site.data());
     for i in 0..300 {
-        let r = client
-            .post(format!("{}/api/v1/events", server.url))
-            .bearer_auth(&site.token)
-            .json(&event(&format!("event {i}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
+        assert_eq!(submit(&client, &server.url, &site.token, &format!("event {i}")).await.status(), 202);
     }
     assert_eq!(publish_checkpoint(&client, &server.url, &site.token).await.status(), 201);
     assert!(follow_with_tiles(&client, &server.url).await > 300);
@@ -412,9 +411,7 @@ async fn ledger_verify_catches_an_event_altered_or_deleted_in_the_database() {
     let key = line_value(&server.stdout, "ledger key:");
     let client = server.client(&site.data());
     for i in 0..60 {
-        let url = format!("{}/api/v1/events", server.url);
-        let r = client.post(url).bearer_auth(&site.token).json(&event(&format!("audit {i}"))).send().await.unwrap();
-        assert_eq!(r.status(), 202);
+        assert_eq!(submit(&client, &server.url, &site.token, &format!("audit {i}")).await.status(), 202);
     }
     server.terminate();
     let output = verify_cli(&site.data(), &key);
@@ -484,9 +481,7 @@ async fn two_instances_witness_each_other_and_refuse_a_rewritten_history() {
     let client_b = server_b.client(&b.data());
     for (site, server, client) in [(&a, &server_a, &client_a), (&b, &server_b, &client_b)] {
         for i in 0..5 {
-            let url = format!("{}/api/v1/events", server.url);
-            let r = client.post(url).bearer_auth(&site.token).json(&event(&format!("e{i}"))).send().await.unwrap();
-            assert_eq!(r.status(), 202);
+            assert_eq!(submit(client, &server.url, &site.token, &format!("e{i}")).await.status(), 202);
         }
     }
     // Twice each: the second request carries a consistency proof from the first.
@@ -494,8 +489,7 @@ async fn two_instances_witness_each_other_and_refuse_a_rewritten_history() {
         for (i, (site, server, client)) in
             [(&a, &server_a, &client_a), (&b, &server_b, &client_b)].into_iter().enumerate()
         {
-            let url = format!("{}/api/v1/events", server.url);
-            client.post(url).bearer_auth(&site.token).json(&event("more")).send().await.unwrap();
+            assert_eq!(submit(client, &server.url, &site.token, "more").await.status(), 202);
             let r = publish_checkpoint(client, &server.url, &site.token).await;
             let status = r.status();
             let view: Value = r.json().await.unwrap();
@@ -532,9 +526,7 @@ async fn two_instances_witness_each_other_and_refuse_a_rewritten_history() {
     let server_a = a.serve();
     let client_a = server_a.client(&a.data());
     for i in 0..(cosigned_size + 5) {
-        let url = format!("{}/api/v1/events", server_a.url);
-        let r = client_a.post(url).bearer_auth(&a.token).json(&event(&format!("forged {i}"))).send().await.unwrap();
-        assert_eq!(r.status(), 202);
+        assert_eq!(submit(&client_a, &server_a.url, &a.token, &format!("forged {i}")).await.status(), 202);
     }
     let r = publish_checkpoint(&client_a, &server_a.url, &a.token).await;
     assert_eq!(r.status(), 503, "a rewritten history was cosigned");
