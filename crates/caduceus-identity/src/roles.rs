@@ -1,0 +1,106 @@
+//! Roles and permissions: the one place that says who may do what. Later
+//! capabilities add permissions here; routes declare the permission they
+//! need, never a role.
+
+/// What a user is, at the hospital.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Admin,
+    SecurityAnalyst,
+    Auditor,
+    Clinician,
+    Nurse,
+    Registrar,
+    DeviceService,
+    /// Sees only their own record and its access log.
+    Patient,
+}
+
+/// What a request may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permission {
+    /// Manage users, roles, tokens and configuration.
+    ManageIdentity,
+    /// Read the security event stream and status.
+    ReadEvents,
+    /// Publish events (sensors, integrations).
+    PublishEvents,
+    /// Read ledger proofs; publish checkpoints.
+    ReadLedger,
+    PublishCheckpoints,
+    /// Read patient records in the course of care.
+    ReadRecords,
+    WriteRecords,
+    /// Read one's own record and who accessed it.
+    ReadOwnRecord,
+}
+
+impl Role {
+    pub const ALL: [Role; 8] = [
+        Role::Admin,
+        Role::SecurityAnalyst,
+        Role::Auditor,
+        Role::Clinician,
+        Role::Nurse,
+        Role::Registrar,
+        Role::DeviceService,
+        Role::Patient,
+    ];
+
+    /// Privileged roles must enrol a second factor.
+    pub fn requires_mfa(self) -> bool {
+        matches!(self, Role::Admin | Role::SecurityAnalyst | Role::Auditor)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::SecurityAnalyst => "security-analyst",
+            Role::Auditor => "auditor",
+            Role::Clinician => "clinician",
+            Role::Nurse => "nurse",
+            Role::Registrar => "registrar",
+            Role::DeviceService => "device-service",
+            Role::Patient => "patient",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// The permissions this role grants.
+    pub fn permissions(self) -> &'static [Permission] {
+        use Permission::*;
+        match self {
+            Role::Admin => &[ManageIdentity, ReadEvents, PublishEvents, ReadLedger, PublishCheckpoints],
+            Role::SecurityAnalyst => &[ReadEvents, ReadLedger],
+            Role::Auditor => &[ReadEvents, ReadLedger],
+            Role::Clinician | Role::Nurse => &[ReadRecords, WriteRecords],
+            Role::Registrar => &[WriteRecords],
+            Role::DeviceService => &[PublishEvents],
+            Role::Patient => &[ReadOwnRecord],
+        }
+    }
+
+    pub fn grants(self, permission: Permission) -> bool {
+        self.permissions().contains(&permission)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_privileges_are_separate() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.name()), Some(role));
+        }
+        assert!(Role::Admin.grants(Permission::ManageIdentity));
+        assert!(!Role::Clinician.grants(Permission::ManageIdentity));
+        assert!(!Role::Admin.grants(Permission::ReadRecords), "admins administer; they do not read charts");
+        assert_eq!(Role::ALL.iter().filter(|r| r.requires_mfa()).count(), 3);
+        assert!(Role::Patient.permissions() == [Permission::ReadOwnRecord]);
+    }
+}
