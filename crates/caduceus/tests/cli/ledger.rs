@@ -24,6 +24,11 @@ async fn submit(client: &reqwest::Client, url: &str, token: &str, message: &str)
     client.post(format!("{url}/api/v1/events")).bearer_auth(token).json(&body).send().await.unwrap()
 }
 
+/// An admin GET of `path` (after the server URL).
+async fn get(client: &reqwest::Client, url: &str, token: &str, path: &str) -> reqwest::Response {
+    client.get(format!("{url}{path}")).bearer_auth(token).send().await.unwrap()
+}
+
 fn event(message: &str) -> Value {
     json!({
         "severity_id": 1, "actor": {"kind": "system", "uid": "ledger-test"}, "message": message,
@@ -120,15 +125,8 @@ async fn no_acknowledged_event_is_lost_to_sigkill_and_the_ledger_verifies_after_
         // proven after earlier restarts, and `ledger verify` below checks
         // every stored event against its seal).
         for (seq, digest) in &acknowledged[proven..] {
-            let proof: Value = client
-                .get(format!("{}/api/v1/ledger/events/{seq}/inclusion", server.url))
-                .bearer_auth(&site.token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let path = format!("/api/v1/ledger/events/{seq}/inclusion");
+            let proof: Value = get(&client, &server.url, &site.token, &path).await.json().await.unwrap();
             let index = proof["index"].as_u64().unwrap_or_else(|| panic!("event {seq} lost: {proof}"));
             let salt: [u8; 16] = B64.decode(proof["seal"]["salt"].as_str().unwrap()).unwrap().try_into().unwrap();
             let digest: [u8; 32] = hex_decode(digest);
@@ -191,15 +189,7 @@ async fn no_acknowledged_event_is_lost_to_sigkill_and_the_ledger_verifies_after_
     let server = site.serve();
     let client = server.client(&site.data());
     assert_eq!(publish_checkpoint(&client, &server.url, &site.token).await.status(), 201);
-    let status: Value = client
-        .get(format!("{}/api/v1/ledger", server.url))
-        .bearer_auth(&site.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = get(&client, &server.url, &site.token, "/api/v1/ledger").await.json().await.unwrap();
     let max_acked = acknowledged.iter().map(|(s, _)| *s).max().unwrap();
     assert!(status["last_sealed_seq"].as_u64().unwrap() >= max_acked, "{status}");
     server.terminate();
@@ -260,32 +250,27 @@ async fn tiles_clients_follow_the_log_bundles_verify_offline_and_flipped_bytes_a
     assert!(!busy.status.success(), "verify must not run beside an appending server");
     assert!(String::from_utf8_lossy(&busy.stderr).contains("in use by a running server"));
     // One entry named three ways gives one proof; a consistency proof works in either order.
-    let get = |path: String| {
+    let ledger_json = |path: String| {
         let (client, url, token) = (client.clone(), server.url.clone(), site.token.clone());
         async move {
-            let r = client.get(format!("{url}/api/v1/ledger/{path}")).bearer_auth(token).send().await.unwrap();
+            let r = get(&client, &url, &token, &format!("/api/v1/ledger/{path}")).await;
             assert_eq!(r.status(), 200, "{path}");
             r.json::<Value>().await.unwrap()
         }
     };
-    let by_index = get("entries/5/inclusion".into()).await;
+    let by_index = ledger_json("entries/5/inclusion".into()).await;
     let leaf_hex: String = b64_hash(&by_index["leaf_hash"]).iter().map(|b| format!("{b:02x}")).collect();
-    let by_leaf = get(format!("leaves/{leaf_hex}/inclusion")).await;
-    let by_event = get(format!("events/{}/inclusion", by_index["seal"]["event_seq"])).await;
+    let by_leaf = ledger_json(format!("leaves/{leaf_hex}/inclusion")).await;
+    let by_event = ledger_json(format!("events/{}/inclusion", by_index["seal"]["event_seq"])).await;
     assert_eq!(by_index, by_leaf);
     assert_eq!(by_index, by_event);
-    let forward = get("consistency?first=7&second=200".into()).await;
-    let backward = get("consistency?first=200&second=7".into()).await;
+    let forward = ledger_json("consistency?first=7&second=200".into()).await;
+    let backward = ledger_json("consistency?first=200&second=7".into()).await;
     assert_eq!(forward, backward);
     let proof: Vec<Hash> = forward["proof"].as_array().unwrap().iter().map(b64_hash).collect();
     merkle::verify_consistency(7, 200, &b64_hash(&forward["first_root"]), &b64_hash(&forward["second_root"]), &proof)
         .unwrap();
-    let missing = client
-        .get(format!("{}/api/v1/ledger/entries/999999/inclusion", server.url))
-        .bearer_auth(&site.token)
-        .send()
-        .await
-        .unwrap();
+    let missing = get(&client, &server.url, &site.token, "/api/v1/ledger/entries/999999/inclusion").await;
     assert_eq!(missing.status(), 404);
     let metrics = client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
     for name in
@@ -295,25 +280,11 @@ async fn tiles_clients_follow_the_log_bundles_verify_offline_and_flipped_bytes_a
     }
 
     // An offline bundle for one event, checked by the CLI with the event.
-    let events: Value = client
-        .get(format!("{}/api/v1/events?after=99&limit=1", server.url))
-        .bearer_auth(&site.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Value =
+        get(&client, &server.url, &site.token, "/api/v1/events?after=99&limit=1").await.json().await.unwrap();
     let stored = &events["events"][0];
-    let bundle = client
-        .get(format!("{}/api/v1/ledger/events/{}/bundle", server.url, stored["seq"]))
-        .bearer_auth(&site.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let path = format!("/api/v1/ledger/events/{}/bundle", stored["seq"]);
+    let bundle = get(&client, &server.url, &site.token, &path).await.text().await.unwrap();
     server.terminate();
     let bundle_path = dir.path().join("proof.txt");
     std::fs::write(&bundle_path, &bundle).unwrap();
@@ -345,13 +316,7 @@ async fn tiles_clients_follow_the_log_bundles_verify_offline_and_flipped_bytes_a
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     for round in 0..24 {
         let copy = dir.path().join(format!("tampered-{round}"));
-        std::fs::create_dir_all(&copy).unwrap();
-        for entry in std::fs::read_dir(&ledger).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_file() {
-                std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
-            }
-        }
+        copy_tree(&ledger, &copy);
         let name = ["records", "nodes", "tree-state", "checkpoints"][round % 4];
         let path = copy.join(name);
         let mut bytes = std::fs::read(&path).unwrap();
@@ -386,7 +351,7 @@ fn tamper_with_database(db: &Path, sql_action: &str) {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
-fn copy_data_dir(from: &Path, to: &Path) {
+fn copy_tree(from: &Path, to: &Path) {
     for entry in walk(from) {
         let target = to.join(entry.strip_prefix(from).unwrap());
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
@@ -431,7 +396,7 @@ async fn ledger_verify_catches_an_event_altered_or_deleted_in_the_database() {
     ];
     for (name, action, expected) in cases {
         let copy = dir.path().join(name);
-        copy_data_dir(&site.data(), &copy);
+        copy_tree(&site.data(), &copy);
         tamper_with_database(&copy.join("caduceus.db"), action);
         let output = verify_cli(&copy, &key);
         assert!(!output.status.success(), "{name}: went unnoticed");
@@ -503,15 +468,7 @@ async fn two_instances_witness_each_other_and_refuse_a_rewritten_history() {
         }
     }
     let cosigned_size = {
-        let status: Value = client_a
-            .get(format!("{}/api/v1/ledger", server_a.url))
-            .bearer_auth(&a.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let status: Value = get(&client_a, &server_a.url, &a.token, "/api/v1/ledger").await.json().await.unwrap();
         status["checkpoint"]["size"].as_u64().unwrap()
     };
     server_a.terminate();
