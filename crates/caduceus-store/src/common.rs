@@ -5,6 +5,31 @@
 
 macro_rules! impl_shared_traits {
     ($store:ty, $row:ty) => {
+        const TOKEN_COLUMNS: &str =
+            "token_hash, token_id, label, role, scopes, owner, created_ms, expires_ms, revoked_ms";
+
+        fn token_from_row(row: &$row) -> $crate::Result<$crate::ApiTokenRecord> {
+            use sqlx::Row;
+            let e = $crate::StoreError::from_sqlx;
+            let get_ms = |column: &str| -> $crate::Result<Option<caduceus_core::Timestamp>> {
+                let ms: Option<i64> = row.try_get(column).map_err(e)?;
+                Ok(ms.map(caduceus_core::Timestamp))
+            };
+            let scopes: String = row.try_get("scopes").map_err(e)?;
+            Ok($crate::ApiTokenRecord {
+                token_hash: $crate::identity::hash32(row.try_get("token_hash").map_err(e)?, "token hash")?,
+                token_id: row.try_get("token_id").map_err(e)?,
+                label: row.try_get("label").map_err(e)?,
+                role: row.try_get("role").map_err(e)?,
+                scopes: $crate::identity::split(&scopes),
+                owner: row.try_get("owner").map_err(e)?,
+                created: get_ms("created_ms")?
+                    .ok_or_else(|| $crate::StoreError::Corrupt("token without a creation time".into()))?,
+                expires: get_ms("expires_ms")?,
+                revoked: get_ms("revoked_ms")?,
+            })
+        }
+
         #[async_trait::async_trait]
         impl $crate::EventLog for $store {
             async fn append_events(&self, events: &[$crate::StoredEvent]) -> $crate::Result<()> {
@@ -86,13 +111,15 @@ macro_rules! impl_shared_traits {
         impl $crate::ApiTokens for $store {
             async fn insert_token(&self, token: &$crate::ApiTokenRecord) -> $crate::Result<()> {
                 sqlx::query(
-                    "INSERT INTO api_tokens (token_hash, token_id, label, role, created_ms, expires_ms, revoked_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO api_tokens (token_hash, token_id, label, role, scopes, owner, created_ms, \
+                     expires_ms, revoked_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(token.token_hash.as_slice())
                 .bind(&token.token_id)
                 .bind(&token.label)
                 .bind(&token.role)
+                .bind(token.scopes.join(","))
+                .bind(&token.owner)
                 .bind(token.created.as_millis())
                 .bind(token.expires.map(caduceus_core::Timestamp::as_millis))
                 .bind(token.revoked.map(caduceus_core::Timestamp::as_millis))
@@ -103,33 +130,35 @@ macro_rules! impl_shared_traits {
             }
 
             async fn find_token(&self, token_hash: &[u8; 32]) -> $crate::Result<Option<$crate::ApiTokenRecord>> {
-                use sqlx::Row;
-                let row: Option<$row> = sqlx::query(
-                    "SELECT token_hash, token_id, label, role, created_ms, expires_ms, revoked_ms \
-                     FROM api_tokens WHERE token_hash = $1",
-                )
+                let row: Option<$row> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = $1"
+                )))
                 .bind(token_hash.as_slice())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err($crate::StoreError::from_sqlx)?;
-                let Some(row) = row else { return Ok(None) };
-                let get_ms = |column: &str| -> $crate::Result<Option<caduceus_core::Timestamp>> {
-                    let ms: Option<i64> = row.try_get(column).map_err($crate::StoreError::from_sqlx)?;
-                    Ok(ms.map(caduceus_core::Timestamp))
-                };
-                let hash: Vec<u8> = row.try_get("token_hash").map_err($crate::StoreError::from_sqlx)?;
-                Ok(Some($crate::ApiTokenRecord {
-                    token_hash: hash
-                        .try_into()
-                        .map_err(|_| $crate::StoreError::Corrupt("token hash is not 32 bytes".into()))?,
-                    token_id: row.try_get("token_id").map_err($crate::StoreError::from_sqlx)?,
-                    label: row.try_get("label").map_err($crate::StoreError::from_sqlx)?,
-                    role: row.try_get("role").map_err($crate::StoreError::from_sqlx)?,
-                    created: get_ms("created_ms")?
-                        .ok_or_else(|| $crate::StoreError::Corrupt("token without a creation time".into()))?,
-                    expires: get_ms("expires_ms")?,
-                    revoked: get_ms("revoked_ms")?,
-                }))
+                row.as_ref().map(token_from_row).transpose()
+            }
+
+            async fn list_tokens(&self) -> $crate::Result<Vec<$crate::ApiTokenRecord>> {
+                let rows: Vec<$row> = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_ms DESC, token_id"
+                )))
+                .fetch_all(&self.pool)
+                .await
+                .map_err($crate::StoreError::from_sqlx)?;
+                rows.iter().map(token_from_row).collect()
+            }
+
+            async fn revoke_token(&self, token_id: &str, at: caduceus_core::Timestamp) -> $crate::Result<bool> {
+                let done =
+                    sqlx::query("UPDATE api_tokens SET revoked_ms = $1 WHERE token_id = $2 AND revoked_ms IS NULL")
+                        .bind(at.as_millis())
+                        .bind(token_id)
+                        .execute(&self.pool)
+                        .await
+                        .map_err($crate::StoreError::from_sqlx)?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn revoke_tokens_labelled(&self, label: &str, at: caduceus_core::Timestamp) -> $crate::Result<u64> {

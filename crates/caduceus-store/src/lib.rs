@@ -7,6 +7,7 @@
 //! test suite (`tests/suite.rs`) that runs against both backends.
 
 mod common;
+mod identity;
 mod postgres;
 mod sqlite;
 
@@ -18,6 +19,7 @@ use caduceus_core::Timestamp;
 use caduceus_core::config::{Config, StorageTarget};
 use caduceus_core::event::{EventDigest, SecurityEvent};
 
+pub use identity::{ExternalIdentity, Identities, PasskeyRecord, SessionRecord, TotpRecord, UserRecord};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -108,7 +110,8 @@ pub trait ConsumerCursors: Send + Sync {
     async fn set_cursor(&self, consumer: &str, acked_seq: u64) -> Result<()>;
 }
 
-/// A bearer token for the API, as stored: only the SHA-256 of its secret.
+/// An API key (bearer token) for services, devices and automation, as
+/// stored: only the SHA-256 of its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiTokenRecord {
     pub token_hash: [u8; 32],
@@ -116,6 +119,10 @@ pub struct ApiTokenRecord {
     pub token_id: String,
     pub label: String,
     pub role: String,
+    /// Permission names the key is limited to; empty: all its role grants.
+    pub scopes: Vec<String>,
+    /// The user who issued it; `None` for keys made by the CLI or the demo.
+    pub owner: Option<String>,
     pub created: Timestamp,
     pub expires: Option<Timestamp>,
     pub revoked: Option<Timestamp>,
@@ -129,6 +136,10 @@ pub trait ApiTokens: Send + Sync {
     async fn revoke_tokens_labelled(&self, label: &str, at: Timestamp) -> Result<u64>;
     /// How many tokens are neither revoked nor expired at `now`.
     async fn count_usable_tokens(&self, now: Timestamp) -> Result<u64>;
+    /// Every token, newest first.
+    async fn list_tokens(&self) -> Result<Vec<ApiTokenRecord>>;
+    /// Revoke one token by its public id; false if unknown or already revoked.
+    async fn revoke_token(&self, token_id: &str, at: Timestamp) -> Result<bool>;
 }
 
 /// Which backend a store is.
@@ -149,7 +160,7 @@ impl Backend {
 
 /// Everything Caduceus keeps. Capabilities add their own traits as supertraits.
 #[async_trait]
-pub trait Store: EventLog + ConsumerCursors + ApiTokens {
+pub trait Store: EventLog + ConsumerCursors + ApiTokens + Identities {
     fn backend(&self) -> Backend;
     /// Is the database reachable and answering?
     async fn ping(&self) -> Result<()>;

@@ -42,6 +42,7 @@ impl SqliteStore {
 }
 
 crate::common::impl_shared_traits!(SqliteStore, sqlx::sqlite::SqliteRow);
+crate::identity::impl_identity!(SqliteStore, sqlx::sqlite::SqliteRow);
 
 #[async_trait]
 impl Store for SqliteStore {

@@ -14,7 +14,10 @@ use std::sync::Arc;
 use caduceus_core::config::Config;
 use caduceus_core::event::{EventId, LifecyclePhase};
 use caduceus_core::{Actor, Payload, Redacted, SecurityEvent, Severity, Status, Target, Timestamp};
-use caduceus_store::{ApiTokenRecord, Backend, Store, StoreError, StoredEvent};
+use caduceus_store::{
+    ApiTokenRecord, Backend, ExternalIdentity, PasskeyRecord, SessionRecord, Store, StoreError, StoredEvent, TotpRecord,
+    UserRecord,
+};
 
 /// One backend under test, and how to reach it again.
 struct Harness {
@@ -129,6 +132,12 @@ store_suite!(
     tampered_event_is_detected,
     cursors_never_move_backwards,
     api_tokens_are_found_by_hash_and_revoked_by_label,
+    api_keys_keep_scopes_and_owner_and_revoke_one_by_id,
+    users_are_unique_paged_and_updated,
+    totp_steps_are_single_use_under_parallel_requests,
+    recovery_codes_are_single_use,
+    passkeys_round_trip_and_update,
+    sessions_are_found_elevated_and_revoked,
 );
 
 fn event(n: u64) -> SecurityEvent {
@@ -218,6 +227,8 @@ async fn api_tokens_are_found_by_hash_and_revoked_by_label(h: &mut Harness) {
         token_id: id.into(),
         label: label.into(),
         role: "admin".into(),
+        scopes: vec![],
+        owner: None,
         created: Timestamp(1_000),
         expires: Some(Timestamp(9_000)),
         revoked: None,
@@ -263,4 +274,203 @@ async fn lifecycle_payload_round_trips() {
     h.reopen().await;
     assert_eq!(h.store.events_after(0, 1).await.unwrap()[0].event, e);
     h.cleanup().await;
+}
+
+fn user(n: u32, username: &str) -> UserRecord {
+    UserRecord {
+        user_id: format!("00000000-0000-4000-8000-{n:012}"),
+        username: username.into(),
+        display_name: format!("User {n}"),
+        roles: vec!["clinician".into(), "nurse".into()],
+        password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+        patient_ref: None,
+        external: None,
+        disabled: None,
+        created: Timestamp(1_000),
+        updated: Timestamp(1_000),
+    }
+}
+
+async fn api_keys_keep_scopes_and_owner_and_revoke_one_by_id(h: &mut Harness) {
+    let key = ApiTokenRecord {
+        token_hash: [9; 32],
+        token_id: "tok_pump".into(),
+        label: "infusion pumps".into(),
+        role: "device-service".into(),
+        scopes: vec!["publish_events".into()],
+        owner: Some(user(1, "alice").user_id),
+        created: Timestamp(2_000),
+        expires: None,
+        revoked: None,
+    };
+    h.store.insert_token(&key).await.unwrap();
+    let mut older = key.clone();
+    older.token_hash = [8; 32];
+    older.token_id = "tok_old".into();
+    older.created = Timestamp(1_000);
+    h.store.insert_token(&older).await.unwrap();
+    assert_eq!(h.store.find_token(&[9; 32]).await.unwrap(), Some(key.clone()));
+    let ids: Vec<String> = h.store.list_tokens().await.unwrap().into_iter().map(|t| t.token_id).collect();
+    assert_eq!(ids, ["tok_pump", "tok_old"], "newest first");
+    assert!(h.store.revoke_token("tok_pump", Timestamp(3_000)).await.unwrap());
+    assert!(!h.store.revoke_token("tok_pump", Timestamp(4_000)).await.unwrap(), "already revoked");
+    assert!(!h.store.revoke_token("tok_nope", Timestamp(4_000)).await.unwrap());
+    assert_eq!(h.store.find_token(&[9; 32]).await.unwrap().unwrap().revoked, Some(Timestamp(3_000)));
+    assert_eq!(h.store.find_token(&[8; 32]).await.unwrap().unwrap().revoked, None);
+}
+
+async fn users_are_unique_paged_and_updated(h: &mut Harness) {
+    assert_eq!(h.store.count_users().await.unwrap(), 0);
+    for (n, name) in [(1, "carol"), (2, "alice"), (3, "bob")] {
+        h.store.create_user(&user(n, name)).await.unwrap();
+    }
+    let err = h.store.create_user(&user(4, "alice")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = h.store.create_user(&user(1, "dave")).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "a reused user id: {err:?}");
+    assert_eq!(h.store.count_users().await.unwrap(), 3);
+
+    let page: Vec<String> = h.store.list_users("", 2).await.unwrap().into_iter().map(|u| u.username).collect();
+    assert_eq!(page, ["alice", "bob"]);
+    let page: Vec<String> = h.store.list_users("bob", 2).await.unwrap().into_iter().map(|u| u.username).collect();
+    assert_eq!(page, ["carol"]);
+
+    let mut alice = h.store.user_by_username("alice").await.unwrap().unwrap();
+    assert_eq!(alice, user(2, "alice"));
+    assert_eq!(h.store.user_by_id(&alice.user_id).await.unwrap().unwrap().username, "alice");
+    alice.roles = vec!["admin".into()];
+    alice.password_hash = None;
+    alice.disabled = Some(Timestamp(5_000));
+    alice.external = Some(ExternalIdentity { issuer: "https://idp.example".into(), subject: "a-1".into() });
+    alice.updated = Timestamp(5_000);
+    assert!(h.store.update_user(&alice).await.unwrap());
+    h.reopen().await;
+    assert_eq!(h.store.user_by_external("https://idp.example", "a-1").await.unwrap(), Some(alice.clone()));
+    assert_eq!(h.store.user_by_external("https://idp.example", "b-2").await.unwrap(), None);
+    let mut ghost = user(9, "ghost");
+    ghost.roles.clear();
+    assert!(!h.store.update_user(&ghost).await.unwrap());
+    assert_eq!(h.store.user_by_username("ghost").await.unwrap(), None);
+}
+
+async fn totp_steps_are_single_use_under_parallel_requests(h: &mut Harness) {
+    let alice = user(1, "alice");
+    h.store.create_user(&alice).await.unwrap();
+    let id = alice.user_id.clone();
+    let totp = TotpRecord {
+        secret: b"12345678901234567890".to_vec(),
+        algorithm: "SHA1".into(),
+        digits: 6,
+        period: 30,
+        confirmed: None,
+        last_step: -1,
+    };
+    h.store.put_totp(&id, &totp).await.unwrap();
+    assert!(!h.store.use_totp_step(&id, 100).await.unwrap(), "an unconfirmed secret accepts no code");
+    assert!(h.store.confirm_totp(&id, 100, Timestamp(7_000)).await.unwrap());
+    assert!(!h.store.confirm_totp(&id, 101, Timestamp(7_000)).await.unwrap(), "confirmed once");
+    assert!(!h.store.use_totp_step(&id, 100).await.unwrap(), "the enrolment code is spent");
+
+    // Twenty parallel uses of the same step: exactly one wins.
+    let wins = futures_join((0..20).map(|_| {
+        let store = h.store.clone();
+        let id = id.clone();
+        async move { store.use_totp_step(&id, 101).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(wins.iter().filter(|w| **w).count(), 1);
+    assert!(!h.store.use_totp_step(&id, 99).await.unwrap(), "no going back");
+    assert!(h.store.use_totp_step(&id, 102).await.unwrap());
+    let stored = h.store.totp(&id).await.unwrap().unwrap();
+    assert_eq!((stored.last_step, stored.confirmed), (102, Some(Timestamp(7_000))));
+    assert!(h.store.delete_totp(&id).await.unwrap());
+    assert_eq!(h.store.totp(&id).await.unwrap(), None);
+}
+
+async fn futures_join<F: std::future::Future<Output = bool> + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<bool> {
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for handle in handles {
+        out.push(handle.await.unwrap());
+    }
+    out
+}
+
+async fn recovery_codes_are_single_use(h: &mut Harness) {
+    let alice = user(1, "alice");
+    h.store.create_user(&alice).await.unwrap();
+    let id = &alice.user_id;
+    h.store.replace_recovery_codes(id, &[[1; 32], [2; 32], [3; 32]]).await.unwrap();
+    assert_eq!(h.store.unused_recovery_codes(id).await.unwrap(), 3);
+    assert!(h.store.use_recovery_code(id, &[2; 32], Timestamp(1)).await.unwrap());
+    assert!(!h.store.use_recovery_code(id, &[2; 32], Timestamp(2)).await.unwrap(), "spent");
+    assert!(!h.store.use_recovery_code(id, &[7; 32], Timestamp(2)).await.unwrap(), "unknown");
+    assert!(!h.store.use_recovery_code("someone-else", &[1; 32], Timestamp(2)).await.unwrap());
+    assert_eq!(h.store.unused_recovery_codes(id).await.unwrap(), 2);
+    h.store.replace_recovery_codes(id, &[[4; 32]]).await.unwrap();
+    assert_eq!(h.store.unused_recovery_codes(id).await.unwrap(), 1);
+    assert!(!h.store.use_recovery_code(id, &[1; 32], Timestamp(3)).await.unwrap(), "old codes are gone");
+}
+
+async fn passkeys_round_trip_and_update(h: &mut Harness) {
+    let alice = user(1, "alice");
+    h.store.create_user(&alice).await.unwrap();
+    let key = PasskeyRecord {
+        credential_id: vec![0xca, 0xfe, 0x00, 0x01],
+        user_id: alice.user_id.clone(),
+        name: "ward laptop".into(),
+        passkey: r#"{"counter":1}"#.into(),
+        created: Timestamp(1_000),
+        last_used: None,
+    };
+    h.store.insert_passkey(&key).await.unwrap();
+    let err = h.store.insert_passkey(&key).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(h.store.passkeys_of(&alice.user_id).await.unwrap(), vec![key.clone()]);
+    assert!(h.store.update_passkey(&key.credential_id, r#"{"counter":2}"#, Timestamp(2_000)).await.unwrap());
+    let stored = h.store.passkeys_of(&alice.user_id).await.unwrap().remove(0);
+    assert_eq!((stored.passkey.as_str(), stored.last_used), (r#"{"counter":2}"#, Some(Timestamp(2_000))));
+    assert!(!h.store.delete_passkey("someone-else", &key.credential_id).await.unwrap());
+    assert!(h.store.delete_passkey(&alice.user_id, &key.credential_id).await.unwrap());
+    assert!(h.store.passkeys_of(&alice.user_id).await.unwrap().is_empty());
+}
+
+async fn sessions_are_found_elevated_and_revoked(h: &mut Harness) {
+    let alice = user(1, "alice");
+    h.store.create_user(&alice).await.unwrap();
+    let session = |hash: u8| SessionRecord {
+        session_hash: [hash; 32],
+        session_id: format!("ses_{hash}"),
+        user_id: alice.user_id.clone(),
+        kind: "cookie".into(),
+        methods: vec!["password".into(), "totp".into()],
+        source: "10.0.0.7".into(),
+        created: Timestamp(1_000),
+        last_seen: Timestamp(1_000),
+        expires: Timestamp(50_000),
+        elevated_until: None,
+        revoked: None,
+    };
+    for n in 1..=3 {
+        h.store.insert_session(&session(n)).await.unwrap();
+    }
+    assert_eq!(h.store.find_session(&[1; 32]).await.unwrap(), Some(session(1)));
+    h.store.touch_session(&[1; 32], Timestamp(2_000)).await.unwrap();
+    h.store.touch_session(&[1; 32], Timestamp(1_500)).await.unwrap();
+    assert!(h.store.elevate_session(&[1; 32], Timestamp(9_000)).await.unwrap());
+    let found = h.store.find_session(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!((found.last_seen, found.elevated_until), (Timestamp(2_000), Some(Timestamp(9_000))));
+
+    assert!(h.store.revoke_session(&[2; 32], Timestamp(3_000)).await.unwrap());
+    assert!(!h.store.revoke_session(&[2; 32], Timestamp(3_500)).await.unwrap());
+    // "Log out everywhere else": session 1 stays, 3 goes, 2 was already gone.
+    assert_eq!(h.store.revoke_sessions_of(&alice.user_id, Some(&[1; 32]), Timestamp(4_000)).await.unwrap(), 1);
+    let states: Vec<Option<Timestamp>> =
+        h.store.sessions_of(&alice.user_id).await.unwrap().into_iter().map(|s| s.revoked).collect();
+    assert_eq!(states, [None, Some(Timestamp(3_000)), Some(Timestamp(4_000))]);
+    assert!(!h.store.elevate_session(&[3; 32], Timestamp(9_000)).await.unwrap(), "revoked stays revoked");
+    assert_eq!(h.store.revoke_sessions_of(&alice.user_id, None, Timestamp(5_000)).await.unwrap(), 1);
+    assert_eq!(h.store.find_session(&[9; 32]).await.unwrap(), None);
 }
