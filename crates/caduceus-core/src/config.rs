@@ -46,6 +46,8 @@ pub struct Config {
     pub ledger: LedgerConfig,
     #[serde(default)]
     pub witness: WitnessConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -260,6 +262,88 @@ pub struct WitnessedLog {
     pub vkey: String,
 }
 
+/// Accounts, sign-in and sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// The URL browsers use to reach Caduceus: the WebAuthn relying party
+    /// (its host is the RP id) and the base of the OIDC redirect. Unset:
+    /// `https://localhost:<listen port>`.
+    pub public_url: Option<String>,
+    /// Sign a session out after this long without a request (HIPAA automatic logoff).
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// End a session this long after sign-in, however active (a shift).
+    #[serde(default = "default_absolute_timeout_secs")]
+    pub absolute_timeout_secs: u64,
+    /// How long a re-authentication allows privileged actions.
+    #[serde(default = "default_step_up_secs")]
+    pub step_up_secs: u64,
+    /// Roles that must use a passkey (phishing-resistant) as second factor;
+    /// TOTP and recovery codes are then refused for them at sign-in.
+    #[serde(default)]
+    pub phishing_resistant_roles: Vec<String>,
+    /// An offline breached-password file in the Have I Been Pwned format
+    /// (the SHA-1 ordered file, or a directory of range files), for
+    /// air-gapped sites. Passwords found in it are refused.
+    pub breached_passwords: Option<PathBuf>,
+    /// Sign-in through an OpenID Connect provider (Entra ID, AD FS, Keycloak).
+    pub oidc: Option<OidcConfig>,
+}
+
+fn default_idle_timeout_secs() -> u64 {
+    15 * 60
+}
+fn default_absolute_timeout_secs() -> u64 {
+    12 * 3600
+}
+fn default_step_up_secs() -> u64 {
+    10 * 60
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            idle_timeout_secs: default_idle_timeout_secs(),
+            absolute_timeout_secs: default_absolute_timeout_secs(),
+            step_up_secs: default_step_up_secs(),
+            phishing_resistant_roles: Vec::new(),
+            breached_passwords: None,
+            oidc: None,
+        }
+    }
+}
+
+/// An OpenID Connect provider for single sign-on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer URL; its discovery document is read at start.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<Redacted<String>>,
+    /// Extra scopes besides `openid` (e.g. `profile`, `email`, `groups`).
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID-token or UserInfo claim listing the user's groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Provider group → Caduceus role. Users in no mapped group cannot sign in.
+    #[serde(default)]
+    pub role_mapping: std::collections::BTreeMap<String, String>,
+    /// Accept a provider certificate that does not verify (tests only).
+    #[serde(default)]
+    pub danger_accept_invalid_certs: bool,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["profile".into(), "email".into(), "groups".into()]
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
 /// Which database a configuration points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageTarget {
@@ -279,6 +363,7 @@ impl Config {
             log: LogConfig::default(),
             ledger: LedgerConfig::default(),
             witness: WitnessConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 
@@ -324,7 +409,38 @@ impl Config {
         if self.log.level.trim().is_empty() {
             return Err(invalid("log.level", "must not be empty"));
         }
-        self.validate_ledger()
+        self.validate_ledger()?;
+        self.validate_identity()
+    }
+
+    fn validate_identity(&self) -> Result<(), ConfigError> {
+        let identity = &self.identity;
+        if let Some(url) = &identity.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(invalid("identity.public_url", "must be an http(s) URL"));
+        }
+        if !(60..=86_400).contains(&identity.idle_timeout_secs) {
+            return Err(invalid("identity.idle_timeout_secs", "must be between 60 and 86400"));
+        }
+        if !(identity.idle_timeout_secs..=30 * 86_400).contains(&identity.absolute_timeout_secs) {
+            return Err(invalid(
+                "identity.absolute_timeout_secs",
+                "must be at least identity.idle_timeout_secs and at most 30 days",
+            ));
+        }
+        if !(30..=3600).contains(&identity.step_up_secs) {
+            return Err(invalid("identity.step_up_secs", "must be between 30 and 3600"));
+        }
+        if let Some(oidc) = &identity.oidc {
+            if !(oidc.issuer.starts_with("https://") || oidc.issuer.starts_with("http://")) {
+                return Err(invalid("identity.oidc.issuer", "must be an http(s) URL"));
+            }
+            if oidc.client_id.trim().is_empty() {
+                return Err(invalid("identity.oidc.client_id", "must not be empty"));
+            }
+        }
+        Ok(())
     }
 
     fn validate_ledger(&self) -> Result<(), ConfigError> {

@@ -75,6 +75,10 @@ impl fmt::Display for EventId {
 pub enum EventClass {
     /// OCSF 3001 Account Change.
     AccountChange,
+    /// OCSF 3002 Authentication.
+    Authentication,
+    /// OCSF 3003 Authorize Session.
+    AuthorizeSession,
     /// OCSF 6002 Application Lifecycle.
     ApplicationLifecycle,
     /// OCSF 6003 API Activity.
@@ -85,6 +89,8 @@ impl EventClass {
     pub fn uid(self) -> u32 {
         match self {
             Self::AccountChange => 3001,
+            Self::Authentication => 3002,
+            Self::AuthorizeSession => 3003,
             Self::ApplicationLifecycle => 6002,
             Self::ApiActivity => 6003,
         }
@@ -97,6 +103,8 @@ impl EventClass {
     pub fn name(self) -> &'static str {
         match self {
             Self::AccountChange => "Account Change",
+            Self::Authentication => "Authentication",
+            Self::AuthorizeSession => "Authorize Session",
             Self::ApplicationLifecycle => "Application Lifecycle",
             Self::ApiActivity => "API Activity",
         }
@@ -210,6 +218,36 @@ pub enum LifecyclePhase {
     Stopping,
 }
 
+/// What a sign-in related event was.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthActivity {
+    /// A sign-in attempt (status says whether it succeeded).
+    Logon,
+    /// A sign-out: one session, or every session of the account.
+    Logoff,
+    /// A sign-in refused without checking credentials, because the account
+    /// or the source is backing off after failures.
+    Throttled,
+    /// Re-authentication for privileged actions (an elevated session).
+    StepUp,
+}
+
+/// What changed about an account; each maps to an OCSF Account Change activity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountChangeKind {
+    Created,
+    Enabled,
+    PasswordChanged,
+    Disabled,
+    RolesChanged,
+    MfaEnrolled,
+    MfaRemoved,
+    RecoveryCodesIssued,
+    ApiKeyRevoked,
+}
+
 /// The typed body of an event. Each variant fixes the OCSF class and activity.
 /// Later capabilities add variants (record access, logins, findings, ...).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -236,6 +274,34 @@ pub enum Payload {
         #[schema(max_length = 256)]
         label: String,
     },
+    /// A sign-in, sign-out, throttled attempt or step-up. `account` is the
+    /// user id, or for a username that matches no account a keyed hash of it
+    /// (`unknown:` and 16 hex digits), so that credential stuffing shows
+    /// without names being stored. Never carries a secret.
+    Authentication {
+        activity: AuthActivity,
+        #[schema(max_length = 256)]
+        account: String,
+        /// How the user proved who they are, e.g. `password+totp`, `passkey`, `oidc`.
+        #[schema(max_length = 256)]
+        methods: String,
+        /// The client address.
+        #[schema(max_length = 256)]
+        source: String,
+        #[schema(max_length = 256)]
+        session_id: Option<String>,
+        /// Why it failed, in a fixed vocabulary (`bad_credentials`, `bad_code`, ...).
+        #[schema(max_length = 256)]
+        failure: Option<String>,
+    },
+    /// An account, its factors or its keys changed. `detail` never carries a secret.
+    AccountChange {
+        change: AccountChangeKind,
+        #[schema(max_length = 256)]
+        account: String,
+        #[schema(max_length = 4096)]
+        detail: String,
+    },
 }
 
 impl Payload {
@@ -243,7 +309,9 @@ impl Payload {
         match self {
             Self::ServiceLifecycle { .. } => EventClass::ApplicationLifecycle,
             Self::ConfigChange { .. } => EventClass::ApiActivity,
-            Self::ApiTokenIssued { .. } => EventClass::AccountChange,
+            Self::ApiTokenIssued { .. } | Self::AccountChange { .. } => EventClass::AccountChange,
+            Self::Authentication { activity: AuthActivity::StepUp, .. } => EventClass::AuthorizeSession,
+            Self::Authentication { .. } => EventClass::Authentication,
         }
     }
 
@@ -257,6 +325,24 @@ impl Payload {
             Self::ConfigChange { .. } => 3,
             // Account Change: 1 Create.
             Self::ApiTokenIssued { .. } => 1,
+            // Authentication: 1 Logon, 2 Logoff, 99 Other (refused unchecked).
+            Self::Authentication { activity: AuthActivity::Logon, .. } => 1,
+            Self::Authentication { activity: AuthActivity::Logoff, .. } => 2,
+            Self::Authentication { activity: AuthActivity::Throttled, .. } => 99,
+            // Authorize Session: 1 Assign Privileges.
+            Self::Authentication { activity: AuthActivity::StepUp, .. } => 1,
+            // Account Change: 1 Create, 2 Enable, 3 Password Change, 5 Disable,
+            // 6 Delete, 7 Attach Policy, 10 MFA Factor Enable, 11 MFA Factor Disable.
+            Self::AccountChange { change, .. } => match change {
+                AccountChangeKind::Created => 1,
+                AccountChangeKind::Enabled => 2,
+                AccountChangeKind::PasswordChanged => 3,
+                AccountChangeKind::Disabled => 5,
+                AccountChangeKind::ApiKeyRevoked => 6,
+                AccountChangeKind::RolesChanged => 7,
+                AccountChangeKind::MfaEnrolled | AccountChangeKind::RecoveryCodesIssued => 10,
+                AccountChangeKind::MfaRemoved => 11,
+            },
         }
     }
 
@@ -270,6 +356,17 @@ impl Payload {
             Self::ApiTokenIssued { token_id, label } => {
                 check_len("payload.token_id", token_id, MAX_FIELD_CHARS)?;
                 check_len("payload.label", label, MAX_FIELD_CHARS)
+            }
+            Self::Authentication { account, methods, source, session_id, failure, .. } => {
+                check_len("payload.account", account, MAX_FIELD_CHARS)?;
+                check_len("payload.methods", methods, MAX_FIELD_CHARS)?;
+                check_len("payload.source", source, MAX_FIELD_CHARS)?;
+                check_len("payload.session_id", session_id.as_deref().unwrap_or_default(), MAX_FIELD_CHARS)?;
+                check_len("payload.failure", failure.as_deref().unwrap_or_default(), MAX_FIELD_CHARS)
+            }
+            Self::AccountChange { account, detail, .. } => {
+                check_len("payload.account", account, MAX_FIELD_CHARS)?;
+                check_len("payload.detail", detail, MAX_MESSAGE_CHARS)
             }
         }
     }

@@ -10,7 +10,9 @@ pub mod event;
 pub mod redact;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use event::{Actor, ActorKind, EventId, Payload, SecurityEvent, Severity, Status, Target};
+pub use event::{
+    AccountChangeKind, Actor, ActorKind, AuthActivity, EventId, Payload, SecurityEvent, Severity, Status, Target,
+};
 pub use redact::Redacted;
 
 /// The product version, as built.

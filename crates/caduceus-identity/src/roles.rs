@@ -35,6 +35,68 @@ pub enum Permission {
     ReadOwnRecord,
 }
 
+impl Permission {
+    pub const ALL: [Permission; 8] = [
+        Permission::ManageIdentity,
+        Permission::ReadEvents,
+        Permission::PublishEvents,
+        Permission::ReadLedger,
+        Permission::PublishCheckpoints,
+        Permission::ReadRecords,
+        Permission::WriteRecords,
+        Permission::ReadOwnRecord,
+    ];
+
+    /// The name API-key scopes use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::ManageIdentity => "manage_identity",
+            Permission::ReadEvents => "read_events",
+            Permission::PublishEvents => "publish_events",
+            Permission::ReadLedger => "read_ledger",
+            Permission::PublishCheckpoints => "publish_checkpoints",
+            Permission::ReadRecords => "read_records",
+            Permission::WriteRecords => "write_records",
+            Permission::ReadOwnRecord => "read_own_record",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    fn bit(self) -> u64 {
+        1 << (self as u32)
+    }
+}
+
+/// A set of permissions, as bits: checking one is a single AND on the
+/// request path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Permissions(u64);
+
+impl Permissions {
+    pub fn of_roles(roles: &[Role]) -> Self {
+        Self(roles.iter().flat_map(|r| r.permissions()).fold(0, |bits, p| bits | p.bit()))
+    }
+
+    /// Only the permissions also in `scopes` (an empty scope list limits nothing).
+    pub fn limited_to(self, scopes: &[Permission]) -> Self {
+        if scopes.is_empty() {
+            return self;
+        }
+        Self(self.0 & scopes.iter().fold(0, |bits, p| bits | p.bit()))
+    }
+
+    pub fn contains(self, permission: Permission) -> bool {
+        self.0 & permission.bit() != 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Permission> {
+        Permission::ALL.into_iter().filter(move |p| self.contains(*p))
+    }
+}
+
 impl Role {
     pub const ALL: [Role; 8] = [
         Role::Admin,
@@ -102,5 +164,19 @@ mod tests {
         assert!(!Role::Admin.grants(Permission::ReadRecords), "admins administer; they do not read charts");
         assert_eq!(Role::ALL.iter().filter(|r| r.requires_mfa()).count(), 3);
         assert!(Role::Patient.permissions() == [Permission::ReadOwnRecord]);
+    }
+
+    #[test]
+    fn permission_sets_and_scopes() {
+        for p in Permission::ALL {
+            assert_eq!(Permission::parse(p.name()), Some(p));
+        }
+        let admin = Permissions::of_roles(&[Role::Admin]);
+        assert!(admin.contains(Permission::ManageIdentity) && !admin.contains(Permission::ReadRecords));
+        let both = Permissions::of_roles(&[Role::Admin, Role::Clinician]);
+        assert_eq!(both.iter().count(), 7);
+        let scoped = admin.limited_to(&[Permission::ReadLedger, Permission::ReadRecords]);
+        assert_eq!(scoped.iter().collect::<Vec<_>>(), [Permission::ReadLedger], "a scope never adds");
+        assert_eq!(admin.limited_to(&[]), admin);
     }
 }

@@ -30,19 +30,33 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 use crate::metrics::{HttpLabels, Metrics};
 use crate::platform::Platform;
-use crate::routes::{events, health, ledger, status, witness};
+use crate::platform::ServerError;
+use crate::routes::{auth, events, health, ledger, status, users, witness};
+use caduceus_identity::service::IdentityService;
 
 /// Shared state of every handler.
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub platform: Arc<Platform>,
     pub metrics: Arc<Metrics>,
+    pub identity: Arc<IdentityService>,
+    /// `scheme://host[:port]` of the public URL, for CSRF origin checks.
+    pub public_origin: String,
 }
 
 impl AppState {
-    pub fn new(platform: Arc<Platform>) -> Self {
+    /// Build the state, contacting the OpenID Connect provider if one is configured.
+    pub async fn start(platform: Arc<Platform>) -> Result<Self, ServerError> {
+        let identity = crate::identity::service(&platform, true).await?;
+        Ok(Self::with_identity(platform, identity))
+    }
+
+    pub fn with_identity(platform: Arc<Platform>, identity: Arc<IdentityService>) -> Self {
         let metrics = Arc::new(Metrics::new(platform.spine.clone(), platform.ledger.clone()));
-        Self { platform, metrics }
+        let public_origin = crate::identity::public_url(&platform)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
+        Self { platform, metrics, identity, public_origin }
     }
 }
 
@@ -61,6 +75,7 @@ impl AppState {
         (name = "events", description = "The security event spine"),
         (name = "ledger", description = "The tamper-evident ledger: C2SP checkpoints and tiles (public), proofs (admin)"),
         (name = "witness", description = "C2SP tlog-witness: cosigning partner logs' checkpoints"),
+        (name = "identity", description = "Sign-in, sessions, second factors, accounts and API keys"),
     )
 )]
 struct ApiDoc;
@@ -116,13 +131,69 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(ledger::event_bundle))
         .routes(routes!(ledger::leaf_bundle))
         .routes(routes!(witness::add_checkpoint))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::second_factor))
+        .routes(routes!(auth::passkey_second_factor))
+        .routes(routes!(auth::passkey_begin))
+        .routes(routes!(auth::passkey_finish))
+        .routes(routes!(auth::oidc_login))
+        .routes(routes!(auth::oidc_callback))
+        .routes(routes!(auth::session))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::logout_all))
+        .routes(routes!(auth::step_up))
+        .routes(routes!(auth::step_up_passkey))
+        .routes(routes!(auth::my_sessions))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(auth::totp_begin, auth::totp_remove))
+        .routes(routes!(auth::totp_confirm))
+        .routes(routes!(auth::recovery_codes))
+        .routes(routes!(auth::passkeys))
+        .routes(routes!(auth::passkey_register_begin))
+        .routes(routes!(auth::passkey_register_finish))
+        .routes(routes!(auth::passkey_remove))
+        .routes(routes!(users::list_users, users::create_user))
+        .routes(routes!(users::get_user, users::update_user))
+        .routes(routes!(users::revoke_sessions))
+        .routes(routes!(users::list_keys, users::create_key))
+        .routes(routes!(users::revoke_key))
         .split_for_parts();
     // C2SP specifies the tile paths (several segments under one prefix),
     // which an OpenAPI path cannot express.
-    let router = router.route("/ledger/tile/{*path}", get(ledger::tile));
+    let router = router.route(UNDOCUMENTED_ROUTES[0].1, get(ledger::tile));
     // After the routes: only then are their schemas in the document.
     utoipa::Modify::modify(&ClosedPayloads, &mut doc);
     (router, doc)
+}
+
+/// Routes outside the OpenAPI document (method, path): with the
+/// document's paths, these are every route of the router.
+pub const UNDOCUMENTED_ROUTES: [(&str, &str); 2] =
+    [("GET", "/ledger/tile/{*path}"), ("GET", "/api/openapi.json")];
+
+/// Every route of the router, as (method, path template), for the
+/// route-inventory test.
+pub fn route_inventory() -> Vec<(String, String)> {
+    let (_, doc) = api();
+    let mut routes: Vec<(String, String)> =
+        UNDOCUMENTED_ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    for (path, item) in &doc.paths.paths {
+        let operations = [
+            ("GET", item.get.is_some()),
+            ("POST", item.post.is_some()),
+            ("PUT", item.put.is_some()),
+            ("PATCH", item.patch.is_some()),
+            ("DELETE", item.delete.is_some()),
+            ("HEAD", item.head.is_some()),
+            ("OPTIONS", item.options.is_some()),
+        ];
+        for (method, present) in operations {
+            if present {
+                routes.push((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    routes
 }
 
 /// The OpenAPI document as served at `/api/openapi.json`.
@@ -140,12 +211,15 @@ pub fn build(state: AppState) -> Router {
 
     let router = router
         .route(
-            "/api/openapi.json",
+            UNDOCUMENTED_ROUTES[1].1,
             get(move || {
                 let doc = doc.clone();
                 async move { ([(header::CONTENT_TYPE, "application/json")], doc.as_str().to_owned()) }
             }),
         )
+        // Route-level, before any handler: authentication and the route's
+        // declared access (see `access::POLICY`).
+        .route_layer(middleware::from_fn_with_state(state.clone(), crate::access::authorize))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Route-level: MatchedPath is known here, so metrics and the access

@@ -3,16 +3,12 @@
 //! only their SHA-256 is stored (a fast hash is right for high-entropy
 //! secrets, unlike passwords), and lookup is by that hash.
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use base64::Engine;
 use caduceus_core::{Actor, Payload, Redacted, Severity, Target, Timestamp};
 use caduceus_store::ApiTokenRecord;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
-use crate::error::{ApiError, ErrorCode};
 use crate::platform::{Platform, ServerError};
 
 /// The only role tokens carry for now; the identity capability adds the rest.
@@ -55,6 +51,8 @@ pub async fn issue_admin_token(
             token_id: token_id.clone(),
             label: label.to_owned(),
             role: ADMIN_ROLE.to_owned(),
+            scopes: Vec::new(),
+            owner: None,
             created: now,
             expires,
             revoked: None,
@@ -70,38 +68,4 @@ pub async fn issue_admin_token(
         )
         .await?;
     Ok(IssuedToken { token_id, secret: Redacted::new(secret) })
-}
-
-/// An authenticated API caller holding an admin token.
-#[derive(Debug, Clone)]
-pub struct Admin {
-    pub token_id: String,
-}
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let unauthorized = || ApiError::new(ErrorCode::Unauthorized, "a valid bearer token is required");
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(unauthorized)?;
-        let secret = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|s| s.starts_with(TOKEN_PREFIX) && s.len() < 128)
-            .ok_or_else(unauthorized)?;
-        let record = state.platform.store.find_token(&hash_token(secret)).await?.ok_or_else(unauthorized)?;
-        let now = state.platform.clock.now();
-        if record.revoked.is_some() || record.expires.is_some_and(|at| at <= now) {
-            return Err(unauthorized());
-        }
-        if record.role != ADMIN_ROLE {
-            return Err(ApiError::new(ErrorCode::Forbidden, "this token may not do that"));
-        }
-        Ok(Admin { token_id: record.token_id })
-    }
 }

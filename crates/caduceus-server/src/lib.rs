@@ -6,12 +6,14 @@
 //! wire. It owns no business rules of its own beyond authentication of API
 //! callers and the shape of requests and errors.
 
+pub mod access;
 pub mod app;
 pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod identity;
 pub mod ledger;
 pub mod metrics;
 pub mod platform;

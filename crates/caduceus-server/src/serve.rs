@@ -49,7 +49,14 @@ pub async fn run(
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = &platform.config;
     let addr = config.listen_addr()?;
-    let app = app::build(AppState::new(platform.clone()));
+    let state = match AppState::start(platform.clone()).await {
+        Ok(state) => state,
+        Err(e) => {
+            platform.shutdown().await;
+            return Err(e);
+        }
+    };
+    let app = app::build(state);
     let handle: Handle<SocketAddr> = Handle::new();
 
     let material = if config.server.danger_plaintext_http {
@@ -70,13 +77,13 @@ pub async fn run(
                 .handle(handle.clone())
                 .first_request_timeout(FIRST_REQUEST_TIMEOUT);
             server.http_builder().http1().header_read_timeout(HEADER_READ_TIMEOUT);
-            tokio::spawn(server.serve(app.into_make_service()))
+            tokio::spawn(server.serve(app.clone().into_make_service_with_connect_info::<SocketAddr>()))
         }
         None => {
             let mut server =
                 axum_server::bind(addr).handle(handle.clone()).first_request_timeout(FIRST_REQUEST_TIMEOUT);
             server.http_builder().http1().header_read_timeout(HEADER_READ_TIMEOUT);
-            tokio::spawn(server.serve(app.into_make_service()))
+            tokio::spawn(server.serve(app.clone().into_make_service_with_connect_info::<SocketAddr>()))
         }
     };
 

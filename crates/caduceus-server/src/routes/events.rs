@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
-use crate::auth::Admin;
+use crate::access::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 
 /// Most events one page returns.
@@ -50,7 +50,7 @@ pub struct EventPage {
     responses((status = 200, body = EventPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
 )]
 pub async fn list_events(
-    _admin: Admin,
+    _caller: Caller,
     State(state): State<AppState>,
     Query(query): Query<EventQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
@@ -101,7 +101,7 @@ pub struct EventReceipt {
     )
 )]
 pub async fn submit_event(
-    _admin: Admin,
+    _caller: Caller,
     State(state): State<AppState>,
     Json(submission): Json<EventSubmission>,
 ) -> Result<(StatusCode, Json<EventReceipt>), ApiError> {

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
-use crate::auth::Admin;
+use crate::access::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::ledger::LedgerService;
 
@@ -184,7 +184,7 @@ pub struct LedgerStatus {
     security(("bearer" = [])),
     responses((status = 200, body = LedgerStatus), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody))
 )]
-pub async fn status(_admin: Admin, State(state): State<AppState>) -> Result<Json<LedgerStatus>, ApiError> {
+pub async fn status(_caller: Caller, State(state): State<AppState>) -> Result<Json<LedgerStatus>, ApiError> {
     let service = service(&state)?;
     let progress = service.ledger.progress();
     let config = &state.platform.config.ledger;
@@ -214,7 +214,7 @@ pub async fn status(_admin: Admin, State(state): State<AppState>) -> Result<Json
     )
 )]
 pub async fn publish(
-    _admin: Admin,
+    _caller: Caller,
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<CheckpointView>), ApiError> {
     let published = service(&state)?.publish_checkpoint().await?;
@@ -367,7 +367,7 @@ async fn inclusion(state: &AppState, entry: Entry, size: Option<u64>) -> Result<
     responses((status = 200, body = InclusionProofView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn entry_inclusion(
-    _admin: Admin,
+    _caller: Caller,
     State(state): State<AppState>,
     Path(index): Path<u64>,
     Query(query): Query<SizeQuery>,
@@ -385,7 +385,7 @@ pub async fn entry_inclusion(
     responses((status = 200, body = InclusionProofView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn event_inclusion(
-    _admin: Admin,
+    _caller: Caller,
     State(state): State<AppState>,
     Path(seq): Path<u64>,
     Query(query): Query<SizeQuery>,
@@ -403,7 +403,7 @@ pub async fn event_inclusion(
     responses((status = 200, body = InclusionProofView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn leaf_inclusion(
-    _admin: Admin,
+    _caller: Caller,
     State(state): State<AppState>,
     Path(leaf): Path<LeafPath>,
     Query(query): Query<SizeQuery>,
@@ -450,7 +450,7 @@ pub struct ConsistencyProofView {
     )
 )]
 pub async fn consistency(
-    _admin: Admin,
+    _caller: Caller,
     State(state): State<AppState>,
     Query(query): Query<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyProofView>, ApiError> {
@@ -513,7 +513,7 @@ async fn bundle(state: &AppState, entry: Entry) -> Result<Response, ApiError> {
     )
 )]
 pub async fn entry_bundle(
-    _admin: Admin,
+    _caller: Caller,
     State(state): State<AppState>,
     Path(index): Path<u64>,
 ) -> Result<Response, ApiError> {
@@ -535,7 +535,7 @@ pub async fn entry_bundle(
     )
 )]
 pub async fn event_bundle(
-    _admin: Admin,
+    _caller: Caller,
     State(state): State<AppState>,
     Path(seq): Path<u64>,
 ) -> Result<Response, ApiError> {
@@ -557,7 +557,7 @@ pub async fn event_bundle(
     )
 )]
 pub async fn leaf_bundle(
-    _admin: Admin,
+    _caller: Caller,
     State(state): State<AppState>,
     Path(leaf): Path<LeafPath>,
 ) -> Result<Response, ApiError> {

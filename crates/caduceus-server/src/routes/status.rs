@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::AppState;
-use crate::auth::Admin;
+use crate::access::Caller;
 use crate::error::ErrorBody;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -35,7 +35,7 @@ pub struct PlatformStatus {
     security(("bearer" = [])),
     responses((status = 200, body = PlatformStatus), (status = 401, body = ErrorBody))
 )]
-pub async fn status(_admin: Admin, State(state): State<AppState>) -> Json<PlatformStatus> {
+pub async fn status(_caller: Caller, State(state): State<AppState>) -> Json<PlatformStatus> {
     let s = state.platform.spine.stats();
     Json(PlatformStatus {
         version: caduceus_core::VERSION,
