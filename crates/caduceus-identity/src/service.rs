@@ -651,6 +651,32 @@ impl IdentityService {
         Ok(user)
     }
 
+    /// Set a user's password as an administrator (or the demo); every
+    /// session of the account ends. `None` generates one, returned once.
+    pub async fn set_password(
+        &self,
+        actor: Actor,
+        user_id: &str,
+        new: Option<Redacted<String>>,
+    ) -> Result<Redacted<String>> {
+        let mut user = self.user(user_id).await?;
+        let new = match new {
+            Some(p) => {
+                self.check_password(p.expose(), &[&user.username, &user.display_name])?;
+                p
+            }
+            None => Redacted::new(generate_password()),
+        };
+        let secret = new.expose().clone();
+        user.password_hash = Some(blocking(move || password::hash(&secret)).await??);
+        user.updated = self.now();
+        self.store.update_user(&user).await?;
+        self.revoke_sessions(user_id).await?;
+        self.forget_user(user_id);
+        self.emit_change(actor, AccountChangeKind::PasswordChanged, user_id, "set by an administrator".into()).await?;
+        Ok(new)
+    }
+
     pub async fn change_password(&self, principal: &Principal, current: &str, new: &str) -> Result<()> {
         let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
         let mut user = self.user(&user_id).await?;

@@ -132,6 +132,23 @@ enum AdminCommand {
         #[arg(long)]
         replace: bool,
     },
+    /// Create an account; with no `--password-stdin`, a strong password is
+    /// generated and printed once.
+    CreateUser {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        username: String,
+        /// admin, security-analyst, auditor, clinician, nurse, registrar,
+        /// device-service or patient; repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
 }
 
 #[tokio::main]
@@ -152,6 +169,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { data_dir, listen } => commands::demo(data_dir, listen).await?,
         Command::Admin { command: AdminCommand::IssueToken { config, label, replace } } => {
             commands::issue_token(&config, &label, replace).await?
+        }
+        Command::Admin {
+            command: AdminCommand::CreateUser { config, username, roles, display_name, password_stdin },
+        } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            commands::create_user(&config, &username, &display_name, &roles, password).await?
         }
         Command::Ledger { command } => run_ledger(command).await?,
         Command::Version => println!("{}", commands::version()),
