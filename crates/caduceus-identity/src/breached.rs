@@ -60,7 +60,9 @@ pub enum BreachedError {
     Malformed { path: PathBuf, offset: u64, reason: &'static str },
     /// A range file is missing from a range directory: the download is
     /// incomplete. The file name is left out, since it is the first five
-    /// hex digits of the password's SHA-1.
+    /// hex digits of the password's SHA-1 (20 bits an attacker holding the
+    /// logs would not have to guess); errors in a range file found during a
+    /// lookup name the directory for the same reason.
     #[error("the breached-password directory {} lacks a range file: the download is incomplete", dir.display())]
     MissingRange { dir: PathBuf },
 }
@@ -136,7 +138,8 @@ impl BreachedList {
                     // The directory, not the file, so as not to name the prefix.
                     Err(source) => return Err(BreachedError::Io { path: dir.clone(), source }),
                 };
-                Lines::new(&file, &path, SUFFIX_DIGITS)?.find(suffix)?
+                // Errors name the directory, not the file, as above.
+                Lines::new(&file, dir, SUFFIX_DIGITS)?.find(suffix)?
             }
         };
         Ok(count.filter(|&n| n > 0))

@@ -211,6 +211,12 @@ fn a_directory_of_range_files_is_detected_and_searched() {
     assert!(matches!(missing, BreachedError::MissingRange { .. }), "{missing}");
     let prefix = &sha1_hex("a password whose range file is missing")[..5];
     assert!(!missing.to_string().contains(prefix), "{missing}");
+    // A damaged range file is an error that does not name the file either.
+    let prefix = &sha1_hex("hunter2")[..5];
+    fs::write(dir.path().join(format!("{prefix}.txt")), "not a range file\r\n").unwrap();
+    let damaged = list.count("hunter2").unwrap_err();
+    assert!(matches!(damaged, BreachedError::Malformed { .. }), "{damaged}");
+    assert!(!damaged.to_string().contains(prefix), "{damaged}");
 }
 
 #[test]

@@ -145,9 +145,18 @@ async fn demo_serves_https_with_a_fresh_credential_and_stops_cleanly_on_sigterm(
     assert!(messages.iter().any(|m| m == "caduceus started"));
     assert!(messages.iter().any(|m| m == "admin api token issued"));
     assert!(messages.iter().any(|m| m == "demo configuration loaded"));
+    // Every role has a demo account that signs in with its printed password.
+    let accounts = demo_accounts(&demo.stdout);
+    assert_eq!(accounts.len(), 8, "{:?}", demo.stdout);
+    let clinician = accounts.iter().find(|(u, _)| u == "demo.clinician").unwrap().1.clone();
+    assert_eq!(login(&client, &demo.url, "demo.clinician", &clinician).await, 200);
+    assert_eq!(login(&client, &demo.url, "demo.clinician", "not the password at all").await, 401);
     let stderr = demo.terminate();
     assert!(stderr.contains("shut down cleanly"), "{stderr}");
     assert!(!stderr.contains(&token), "the token must never reach the log");
+    for (_, password) in &accounts {
+        assert!(!stderr.contains(password.as_str()), "a password must never reach the log");
+    }
     // Logs are JSON lines.
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
@@ -166,7 +175,92 @@ async fn demo_serves_https_with_a_fresh_credential_and_stops_cleanly_on_sigterm(
     assert_eq!(old.status(), 401, "the previous demo credential stops working");
     let new = client.get(format!("{}/api/v1/events", again.url)).bearer_auth(&new_token).send().await.unwrap();
     assert_eq!(new.status(), 200);
+    let fresh = demo_accounts(&again.stdout).into_iter().find(|(u, _)| u == "demo.clinician").unwrap().1;
+    assert_ne!(fresh, clinician, "each demo start prints new passwords");
+    assert_eq!(login(&client, &again.url, "demo.clinician", &clinician).await, 401, "the old one stops working");
+    assert_eq!(login(&client, &again.url, "demo.clinician", &fresh).await, 200);
     again.terminate();
+}
+
+/// The `demo.<role>  <password>` lines the demo prints.
+fn demo_accounts(lines: &[String]) -> Vec<(String, String)> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let user = words.next()?;
+            let password = words.next()?;
+            (user.starts_with("demo.") && words.next().is_none()).then(|| (user.to_owned(), password.to_owned()))
+        })
+        .collect()
+}
+
+async fn login(client: &reqwest::Client, url: &str, username: &str, password: &str) -> u16 {
+    let body = serde_json::json!({"username": username, "password": password});
+    client.post(format!("{url}/api/v1/auth/login")).json(&body).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_user_bootstraps_an_empty_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let mut cmd = command();
+    cmd.args(["serve", "--config"]).arg(&config);
+    let server = spawn(cmd);
+    assert!(server.stdout.iter().any(|l| l.contains("no account exists yet")), "{:?}", server.stdout);
+    server.terminate();
+
+    // A generated password, printed once.
+    let output = command()
+        .args(["admin", "create-user", "--username", "Ada.Admin", "--role", "admin", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("username: ada.admin"), "{stdout}");
+    assert!(stdout.contains("first account"), "{stdout}");
+    assert!(stdout.contains("must enrol a second factor"), "{stdout}");
+    let password = stdout.lines().find_map(|l| l.strip_prefix("password: ")).unwrap().trim().to_owned();
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(&password));
+
+    // A chosen password on stdin is checked against the policy.
+    let run_with_stdin = |username: &str, password: &str| {
+        let mut child = command()
+            .args(["admin", "create-user", "--role", "nurse", "--password-stdin", "--username", username, "--config"])
+            .arg(&config)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let weak = run_with_stdin("nina.nurse", "password1234");
+    assert!(!weak.status.success());
+    let stderr = String::from_utf8_lossy(&weak.stderr);
+    assert!(stderr.contains("commonly used") || stderr.contains("too easy"), "{stderr}");
+    assert!(!stderr.contains("password1234"), "the password is never echoed: {stderr}");
+    let ok = run_with_stdin("nina.nurse", "correct horse battery staple on ward nine");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let again = run_with_stdin("Nina.Nurse", "another long passphrase for the night shift");
+    assert!(!again.status.success(), "usernames are unique, case-insensitively");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("taken"));
+
+    // Both sign in through the server.
+    let mut cmd = command();
+    cmd.args(["serve", "--config"]).arg(&config);
+    let server = spawn(cmd);
+    assert!(!server.stdout.iter().any(|l| l.contains("no account exists yet")));
+    let client = server.client(&dir.path().join("data"));
+    let body = serde_json::json!({"username": "ada.admin", "password": password});
+    let r: Value = client.post(format!("{}/api/v1/auth/login", server.url)).json(&body).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["status"], "authenticated");
+    assert_eq!(r["restricted"], true, "an admin without a second factor may only enrol one: {r}");
+    assert_eq!(login(&client, &server.url, "nina.nurse", "correct horse battery staple on ward nine").await, 200);
+    server.terminate();
 }
 
 fn write_config(dir: &Path, storage: &str) -> std::path::PathBuf {
