@@ -413,9 +413,9 @@ impl IdentityService {
             store,
             clock,
             audit,
-            by_account: Throttle::new(settings.account_throttle.clone()),
-            by_source: Throttle::new(settings.source_throttle.clone()),
-            by_mfa: Throttle::new(settings.account_throttle.clone()),
+            by_account: Throttle::new(settings.account_throttle),
+            by_source: Throttle::new(settings.source_throttle),
+            by_mfa: Throttle::new(settings.account_throttle),
             settings,
             pending: Ceremonies::new(10_000, PENDING_MFA),
             ceremonies: Ceremonies::new(10_000, PENDING_MFA),
@@ -482,11 +482,7 @@ impl IdentityService {
             (AuthActivity::StepUp, true) => "re-authenticated for privileged actions",
             (AuthActivity::StepUp, false) => "re-authentication failed",
         };
-        let actor = if account.starts_with("unknown:") {
-            Actor { kind: ActorKind::User, uid: account.to_owned() }
-        } else {
-            Actor { kind: ActorKind::User, uid: account.to_owned() }
-        };
+        let actor = Actor { kind: ActorKind::User, uid: account.to_owned() };
         self.emit(AuditEvent {
             severity: if ok { Severity::Informational } else { Severity::Low },
             status: if ok { Status::Success } else { Status::Failure },
@@ -768,14 +764,17 @@ impl IdentityService {
         Ok(LoginStep::MfaRequired { mfa_token: Redacted::new(mfa_token), methods, expires_in_secs: PENDING_MFA.as_secs() })
     }
 
-    /// The second factors the user may finish a login with.
+    /// The second factors the user may finish a login with. A
+    /// phishing-resistant role with a passkey may use only the passkey;
+    /// without one yet, its TOTP still stands (the password alone must not
+    /// open a session that could register an attacker's passkey).
     async fn second_factors(&self, user: &UserRecord) -> Result<Vec<&'static str>> {
         let mut methods = Vec::new();
         let has_passkey = !self.store.passkeys_of(&user.user_id).await?.is_empty();
         if has_passkey && self.passkeys.is_some() {
             methods.push("passkey");
         }
-        if self.phishing_resistant_only(user) {
+        if !methods.is_empty() && self.phishing_resistant_only(user) {
             return Ok(methods);
         }
         if self.store.totp(&user.user_id).await?.is_some_and(|t| t.confirmed.is_some()) {
@@ -796,6 +795,11 @@ impl IdentityService {
         roles_of(user).iter().any(|r| self.settings.phishing_resistant.contains(r))
     }
 
+    /// Whether the user can sign in with a passkey here.
+    async fn has_passkey(&self, user: &UserRecord) -> Result<bool> {
+        Ok(self.passkeys.is_some() && !self.store.passkeys_of(&user.user_id).await?.is_empty())
+    }
+
     fn requires_mfa(user: &UserRecord) -> bool {
         roles_of(user).iter().any(|r| r.requires_mfa())
     }
@@ -808,7 +812,7 @@ impl IdentityService {
         if user.disabled.is_some() {
             return Err(IdentityError::BadCredentials);
         }
-        if self.phishing_resistant_only(&user) {
+        if self.phishing_resistant_only(&user) && self.has_passkey(&user).await? {
             return Err(IdentityError::Forbidden("this role must sign in with a passkey".into()));
         }
         let method = self.check_second_factor(&user, &factor, &pending.source).await?;
@@ -1055,7 +1059,7 @@ impl IdentityService {
         let has_factor = !self.second_factors(&user).await?.is_empty();
         let method = match (factor, password_input) {
             (Some(factor), _) => {
-                if self.phishing_resistant_only(&user) {
+                if self.phishing_resistant_only(&user) && self.has_passkey(&user).await? {
                     return Err(IdentityError::Forbidden("this role must re-authenticate with a passkey".into()));
                 }
                 match self.check_second_factor(&user, &factor, source).await {
