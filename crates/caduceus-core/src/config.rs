@@ -279,8 +279,9 @@ pub struct IdentityConfig {
     /// How long a re-authentication allows privileged actions.
     #[serde(default = "default_step_up_secs")]
     pub step_up_secs: u64,
-    /// Roles that must use a passkey (phishing-resistant) as second factor;
-    /// TOTP and recovery codes are then refused for them at sign-in.
+    /// Roles that must use a passkey (phishing-resistant) as second factor:
+    /// once a member has registered one, TOTP and recovery codes are
+    /// refused for them at sign-in and step-up.
     #[serde(default)]
     pub phishing_resistant_roles: Vec<String>,
     /// An offline breached-password file in the Have I Been Pwned format

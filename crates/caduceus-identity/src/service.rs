@@ -722,8 +722,13 @@ impl IdentityService {
             (Ok(a), Ok(s)) => (a, s),
             (a, s) => {
                 let retry_after_ms = [a.err(), s.err()].into_iter().flatten().map(|t| t.retry_after_ms).max().unwrap_or(1000);
-                self.emit_auth(AuthActivity::Throttled, &self.unknown_account(&username), "password", source, None, Some("throttled"))
-                    .await?;
+                // Recorded against the account when there is one (the
+                // answer to the client is the same either way).
+                let account = match self.store.user_by_username(&username).await? {
+                    Some(user) => user.user_id,
+                    None => self.unknown_account(&username),
+                };
+                self.emit_auth(AuthActivity::Throttled, &account, "password", source, None, Some("throttled")).await?;
                 return Err(IdentityError::Throttled { retry_after_ms });
             }
         };
@@ -949,7 +954,15 @@ impl IdentityService {
             _ => {
                 let record = self.store.find_session(&hash).await?.ok_or(IdentityError::Unauthenticated)?;
                 let user = self.store.user_by_id(&record.user_id).await?.ok_or(IdentityError::Unauthenticated)?;
-                self.cache_session(&record, Arc::new(user))
+                let fresh = self.cache_session(&record, Arc::new(user));
+                // The store's `last_seen` lags by up to TOUCH_EVERY_MS: keep
+                // the uses this process saw, or an active session would be
+                // signed out before its idle timeout.
+                if let Some(stale) = cached {
+                    let seen = stale.session.last_seen.load(Ordering::Relaxed);
+                    fresh.session.last_seen.fetch_max(seen, Ordering::Relaxed);
+                }
+                fresh
             }
         };
         let session = &entry.session;

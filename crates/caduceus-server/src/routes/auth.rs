@@ -8,13 +8,14 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use caduceus_core::Timestamp;
 use caduceus_identity::service::{LoginStep, NewSession, SecondFactor, SessionKind};
 use caduceus_store::{PasskeyRecord, SessionRecord, UserRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use subtle::ConstantTimeEq;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::access::{Caller, ClientAddr, SESSION_COOKIE};
@@ -297,7 +298,29 @@ pub struct OidcLoginQuery {
     pub session: Option<String>,
 }
 
-/// Start single sign-on: redirects to the OpenID Connect provider.
+/// Ties a single sign-on to the browser that started it (RFC 6749 §10.12):
+/// the callback must come with this cookie, holding a digest of its
+/// `state`. Without it, an attacker could send a victim the callback link of
+/// the attacker's own sign-in and sign the victim in to the attacker's
+/// account (login CSRF). `SameSite=Lax`: the provider's redirect back is a
+/// cross-site top-level navigation.
+pub const OIDC_BINDING_COOKIE: &str = "__Host-caduceus-sso";
+/// As long as identity keeps a pending sign-in.
+const OIDC_BINDING_MAX_AGE_SECS: u64 = 600;
+
+fn oidc_binding(oidc_state: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::new().chain_update(b"caduceus-sso-binding-v1\0").chain_update(oidc_state).finalize())
+}
+
+fn oidc_binding_cookie(value: &str, max_age_secs: u64) -> HeaderValue {
+    let cookie =
+        format!("{OIDC_BINDING_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}");
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+}
+
+/// Start single sign-on: redirects to the OpenID Connect provider, with a
+/// cookie that ties the sign-in to this browser.
 #[utoipa::path(
     get,
     path = "/api/v1/auth/oidc/login",
@@ -312,7 +335,12 @@ pub async fn oidc_login(
 ) -> Result<Response, ApiError> {
     let kind = if query.session.as_deref() == Some("bearer") { SessionKind::Bearer } else { SessionKind::Cookie };
     let url = state.identity.begin_oidc(kind, &source)?;
-    Ok(Redirect::to(url.as_str()).into_response())
+    let oidc_state = url.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).unwrap_or_default();
+    let mut response = Redirect::to(url.as_str()).into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, oidc_binding_cookie(&oidc_binding(&oidc_state), OIDC_BINDING_MAX_AGE_SECS));
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -335,6 +363,7 @@ pub struct OidcCallbackQuery {
 pub async fn oidc_callback(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
+    headers: HeaderMap,
     Query(query): Query<OidcCallbackQuery>,
 ) -> Result<Response, ApiError> {
     if query.error.is_some() {
@@ -346,8 +375,18 @@ pub async fn oidc_callback(
     if oidc_state.len() > 512 || code.len() > 4096 {
         return Err(ApiError::new(ErrorCode::BadRequest, "state or code is too long"));
     }
+    let bound = crate::access::cookie(&headers, OIDC_BINDING_COOKIE)
+        .is_some_and(|c| bool::from(c.as_bytes().ct_eq(oidc_binding(&oidc_state).as_bytes())));
+    if !bound {
+        return Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "this sign-in was not started in this browser; start again",
+        ));
+    }
     let session = state.identity.complete_oidc(&oidc_state, &code, &source).await?;
-    Ok(authenticated(&state, session))
+    let mut response = authenticated(&state, session);
+    response.headers_mut().append(header::SET_COOKIE, oidc_binding_cookie("", 0));
+    Ok(response)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
