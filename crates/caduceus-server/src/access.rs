@@ -2,7 +2,7 @@
 //!
 //! Every route declares what it needs in [`POLICY`]; the middleware looks
 //! the matched route up before any handler runs, and a route without a
-//! declaration is refused (fail closed). `tests/access.rs` enumerates every
+//! declaration is refused (fail closed). `tests/identity.rs` enumerates every
 //! route of the router and fails if one is missing here, then checks that
 //! each protected route answers 401 without credentials and 403 to a role
 //! without the permission.
