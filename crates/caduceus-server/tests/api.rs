@@ -1,6 +1,6 @@
 //! The HTTP API end to end over real TLS: operations endpoints, the OpenAPI
 //! document, JSON errors for every failure, limits, authentication, events,
-//! graceful shutdown. The crate's only integration-test binary: add tests here.
+//! graceful shutdown. Identity has its own test binaries (identity.rs, identity_sso.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::sync::Arc;
