@@ -244,7 +244,11 @@ pub enum LoginStep {
     Authenticated(Box<NewSession>),
     /// The password was right; a second factor is needed. `mfa_token` names
     /// the pending login (single use, five minutes).
-    MfaRequired { mfa_token: Redacted<String>, methods: Vec<&'static str>, expires_in_secs: u64 },
+    MfaRequired {
+        mfa_token: Redacted<String>,
+        methods: Vec<&'static str>,
+        expires_in_secs: u64,
+    },
 }
 
 /// A second factor offered to finish a login or to step up.
@@ -550,9 +554,7 @@ impl IdentityService {
     pub async fn create_user(&self, actor: Actor, new: NewUser) -> Result<(UserRecord, Option<Redacted<String>>)> {
         let username = normalise_username(&new.username);
         if !valid_username(&username) {
-            return Err(IdentityError::BadRequest(
-                "a username is 1 to 128 letters, digits and . - _ @".into(),
-            ));
+            return Err(IdentityError::BadRequest("a username is 1 to 128 letters, digits and . - _ @".into()));
         }
         let display_name = new.display_name.trim().to_owned();
         if display_name.chars().count() > 256 {
@@ -618,7 +620,10 @@ impl IdentityService {
             }
             let names = role_names(&roles);
             if names != user.roles {
-                events.push((AccountChangeKind::RolesChanged, format!("{} -> {}", user.roles.join(","), names.join(","))));
+                events.push((
+                    AccountChangeKind::RolesChanged,
+                    format!("{} -> {}", user.roles.join(","), names.join(",")),
+                ));
                 user.roles = names;
             }
         }
@@ -721,7 +726,8 @@ impl IdentityService {
         let (account_attempt, source_attempt) = match (account_attempt, source_attempt) {
             (Ok(a), Ok(s)) => (a, s),
             (a, s) => {
-                let retry_after_ms = [a.err(), s.err()].into_iter().flatten().map(|t| t.retry_after_ms).max().unwrap_or(1000);
+                let retry_after_ms =
+                    [a.err(), s.err()].into_iter().flatten().map(|t| t.retry_after_ms).max().unwrap_or(1000);
                 // Recorded against the account when there is one (the
                 // answer to the client is the same either way).
                 let account = match self.store.user_by_username(&username).await? {
@@ -762,11 +768,19 @@ impl IdentityService {
         }
         let methods = self.second_factors(&user).await?;
         if methods.is_empty() {
-            return self.finish_login(user, vec!["password".into()], kind, source).await.map(|s| LoginStep::Authenticated(Box::new(s)));
+            return self
+                .finish_login(user, vec!["password".into()], kind, source)
+                .await
+                .map(|s| LoginStep::Authenticated(Box::new(s)));
         }
-        let pending = PendingMfa { user_id: user.user_id, kind, source: source.to_owned(), methods: vec!["password".into()] };
+        let pending =
+            PendingMfa { user_id: user.user_id, kind, source: source.to_owned(), methods: vec!["password".into()] };
         let mfa_token = self.pending.insert(pending, self.now_ms());
-        Ok(LoginStep::MfaRequired { mfa_token: Redacted::new(mfa_token), methods, expires_in_secs: PENDING_MFA.as_secs() })
+        Ok(LoginStep::MfaRequired {
+            mfa_token: Redacted::new(mfa_token),
+            methods,
+            expires_in_secs: PENDING_MFA.as_secs(),
+        })
     }
 
     /// The second factors the user may finish a login with. A
@@ -828,12 +842,25 @@ impl IdentityService {
 
     /// Verify a TOTP or recovery code for `user`, under the per-account
     /// second-factor back-off, spending it (single use) when right.
-    async fn check_second_factor(&self, user: &UserRecord, factor: &SecondFactor, source: &str) -> Result<&'static str> {
+    async fn check_second_factor(
+        &self,
+        user: &UserRecord,
+        factor: &SecondFactor,
+        source: &str,
+    ) -> Result<&'static str> {
         let now = self.now();
         let attempt = match self.by_mfa.begin(&user.user_id, now.as_millis()) {
             Ok(a) => a,
             Err(t) => {
-                self.emit_auth(AuthActivity::Throttled, &user.user_id, "second_factor", source, None, Some("throttled")).await?;
+                self.emit_auth(
+                    AuthActivity::Throttled,
+                    &user.user_id,
+                    "second_factor",
+                    source,
+                    None,
+                    Some("throttled"),
+                )
+                .await?;
                 return Err(IdentityError::Throttled { retry_after_ms: t.retry_after_ms });
             }
         };
@@ -845,7 +872,15 @@ impl IdentityService {
             }
         };
         if !ok {
-            self.emit_auth(AuthActivity::Logon, &user.user_id, &format!("password+{method}"), source, None, Some("bad_code")).await?;
+            self.emit_auth(
+                AuthActivity::Logon,
+                &user.user_id,
+                &format!("password+{method}"),
+                source,
+                None,
+                Some("bad_code"),
+            )
+            .await?;
             return Err(IdentityError::BadCredentials);
         }
         self.by_mfa.succeeded(attempt);
@@ -863,8 +898,15 @@ impl IdentityService {
         Ok(self.store.use_totp_step(user_id, i64::try_from(step).unwrap_or(i64::MAX)).await?)
     }
 
-    async fn finish_login(&self, user: UserRecord, methods: Vec<String>, kind: SessionKind, source: &str) -> Result<NewSession> {
-        let restricted = methods.len() < 2 && Self::requires_mfa(&user) && !methods.iter().any(|m| m == "passkey" || m == "oidc");
+    async fn finish_login(
+        &self,
+        user: UserRecord,
+        methods: Vec<String>,
+        kind: SessionKind,
+        source: &str,
+    ) -> Result<NewSession> {
+        let restricted =
+            methods.len() < 2 && Self::requires_mfa(&user) && !methods.iter().any(|m| m == "passkey" || m == "oidc");
         let now = self.now();
         let secret = random_secret(SESSION_PREFIX);
         let session_hash = hash_secret(&secret);
@@ -967,14 +1009,18 @@ impl IdentityService {
         };
         let session = &entry.session;
         let last_seen = session.last_seen.load(Ordering::Relaxed);
-        if session.revoked.load(Ordering::Relaxed) || entry.user.disabled.is_some() || now >= session.expires.as_millis() {
+        if session.revoked.load(Ordering::Relaxed)
+            || entry.user.disabled.is_some()
+            || now >= session.expires.as_millis()
+        {
             return Err(IdentityError::Unauthenticated);
         }
         if now - last_seen > self.settings.idle_timeout_ms {
             // Automatic logoff: the session ends for good.
             session.revoked.store(true, Ordering::Relaxed);
             self.store.revoke_session(&hash, Timestamp(now)).await?;
-            self.emit_auth(AuthActivity::Logoff, &session.user_id, "idle_timeout", "", Some(&session.session_id), None).await?;
+            self.emit_auth(AuthActivity::Logoff, &session.user_id, "idle_timeout", "", Some(&session.session_id), None)
+                .await?;
             return Err(IdentityError::Unauthenticated);
         }
         session.last_seen.fetch_max(now, Ordering::Relaxed);
@@ -1066,8 +1112,15 @@ impl IdentityService {
     /// Re-authenticate the current session with a password or a second
     /// factor; privileged actions are then allowed for the step-up window.
     /// An account with a second factor must use it.
-    pub async fn step_up(&self, principal: &Principal, password_input: Option<&str>, factor: Option<SecondFactor>, source: &str) -> Result<Timestamp> {
-        let session = principal.session().ok_or_else(|| IdentityError::BadRequest("API keys do not step up".into()))?.clone();
+    pub async fn step_up(
+        &self,
+        principal: &Principal,
+        password_input: Option<&str>,
+        factor: Option<SecondFactor>,
+        source: &str,
+    ) -> Result<Timestamp> {
+        let session =
+            principal.session().ok_or_else(|| IdentityError::BadRequest("API keys do not step up".into()))?.clone();
         let user = self.user(&session.user_id).await?;
         let has_factor = !self.second_factors(&user).await?.is_empty();
         let method = match (factor, password_input) {
@@ -1078,7 +1131,15 @@ impl IdentityService {
                 match self.check_second_factor(&user, &factor, source).await {
                     Ok(m) => m,
                     Err(e) => {
-                        self.emit_auth(AuthActivity::StepUp, &user.user_id, "second_factor", source, Some(&session.session_id), Some("bad_code")).await?;
+                        self.emit_auth(
+                            AuthActivity::StepUp,
+                            &user.user_id,
+                            "second_factor",
+                            source,
+                            Some(&session.session_id),
+                            Some("bad_code"),
+                        )
+                        .await?;
                         return Err(e);
                     }
                 }
@@ -1088,11 +1149,21 @@ impl IdentityService {
             }
             (None, Some(input)) => {
                 let Some(stored) = user.password_hash.clone() else { return Err(IdentityError::BadCredentials) };
-                let attempt = self.by_mfa.begin(&user.user_id, self.now().as_millis())
+                let attempt = self
+                    .by_mfa
+                    .begin(&user.user_id, self.now().as_millis())
                     .map_err(|t| IdentityError::Throttled { retry_after_ms: t.retry_after_ms })?;
                 let input = input.to_owned();
                 if !blocking(move || password::verify(&input, &stored).unwrap_or(false)).await? {
-                    self.emit_auth(AuthActivity::StepUp, &user.user_id, "password", source, Some(&session.session_id), Some("bad_credentials")).await?;
+                    self.emit_auth(
+                        AuthActivity::StepUp,
+                        &user.user_id,
+                        "password",
+                        source,
+                        Some(&session.session_id),
+                        Some("bad_credentials"),
+                    )
+                    .await?;
                     return Err(IdentityError::BadCredentials);
                 }
                 self.by_mfa.succeeded(attempt);
@@ -1155,10 +1226,18 @@ impl IdentityService {
     /// when the account had none.
     pub async fn confirm_totp(&self, principal: &Principal, code: &str) -> Result<Option<Vec<Redacted<String>>>> {
         let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
-        let record = self.store.totp(&user_id).await?.filter(|t| t.confirmed.is_none()).ok_or_else(|| IdentityError::BadRequest("no TOTP enrolment is waiting; start one first".into()))?;
+        let record = self
+            .store
+            .totp(&user_id)
+            .await?
+            .filter(|t| t.confirmed.is_none())
+            .ok_or_else(|| IdentityError::BadRequest("no TOTP enrolment is waiting; start one first".into()))?;
         let totp = Totp::new(parse_algorithm(&record.algorithm)?, record.secret, record.digits, record.period)
             .map_err(|e| IdentityError::Internal(e.to_string()))?;
-        let attempt = self.by_mfa.begin(&user_id, self.now().as_millis()).map_err(|t| IdentityError::Throttled { retry_after_ms: t.retry_after_ms })?;
+        let attempt = self
+            .by_mfa
+            .begin(&user_id, self.now().as_millis())
+            .map_err(|t| IdentityError::Throttled { retry_after_ms: t.retry_after_ms })?;
         let unix = u64::try_from(self.now().as_millis() / 1000).unwrap_or(0);
         let step = totp.verify(code, unix, None).map_err(|_| IdentityError::BadCredentials)?;
         if !self.store.confirm_totp(&user_id, i64::try_from(step).unwrap_or(i64::MAX), self.now()).await? {
@@ -1191,7 +1270,13 @@ impl IdentityService {
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| generate_recovery_code()).collect();
         let hashes: Vec<[u8; 32]> = codes.iter().map(|c| hash_secret(&normalise_recovery_code(c))).collect();
         self.store.replace_recovery_codes(user_id, &hashes).await?;
-        self.emit_change(principal.actor(), AccountChangeKind::RecoveryCodesIssued, user_id, format!("{RECOVERY_CODES} codes")).await?;
+        self.emit_change(
+            principal.actor(),
+            AccountChangeKind::RecoveryCodesIssued,
+            user_id,
+            format!("{RECOVERY_CODES} codes"),
+        )
+        .await?;
         Ok(codes.into_iter().map(Redacted::new).collect())
     }
 
@@ -1212,24 +1297,37 @@ impl IdentityService {
     }
 
     /// Start registering a passkey for the signed-in user.
-    pub async fn begin_passkey_registration(&self, principal: &Principal, name: &str) -> Result<(String, serde_json::Value)> {
+    pub async fn begin_passkey_registration(
+        &self,
+        principal: &Principal,
+        name: &str,
+    ) -> Result<(String, serde_json::Value)> {
         let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
         if principal.session().is_none() {
             return Err(IdentityError::Forbidden("passkeys are registered from a signed-in session".into()));
         }
         let user = self.user(&user_id).await?;
         let handle = Uuid::parse_str(&user_id).map_err(|_| IdentityError::Internal("user id is not a UUID".into()))?;
-        let exclude: Vec<Vec<u8>> = self.store.passkeys_of(&user_id).await?.into_iter().map(|p| p.credential_id).collect();
+        let exclude: Vec<Vec<u8>> =
+            self.store.passkeys_of(&user_id).await?.into_iter().map(|p| p.credential_id).collect();
         let display = if user.display_name.is_empty() { user.username.clone() } else { user.display_name.clone() };
-        let (options, ceremony) = self.passkeys()?.start_registration(handle, &user.username, &display, &exclude).map_err(passkey_error)?;
+        let (options, ceremony) =
+            self.passkeys()?.start_registration(handle, &user.username, &display, &exclude).map_err(passkey_error)?;
         let name: String = name.trim().chars().take(64).collect();
         let name = if name.is_empty() { "passkey".to_owned() } else { name };
         let id = self.ceremonies.insert(PasskeyCeremony::Register { user_id, name, ceremony }, self.now_ms());
         Ok((id, options))
     }
 
-    pub async fn finish_passkey_registration(&self, principal: &Principal, ceremony_id: &str, response: &serde_json::Value) -> Result<PasskeyRecord> {
-        let Some(PasskeyCeremony::Register { user_id, name, ceremony }) = self.ceremonies.take(ceremony_id, self.now_ms()) else {
+    pub async fn finish_passkey_registration(
+        &self,
+        principal: &Principal,
+        ceremony_id: &str,
+        response: &serde_json::Value,
+    ) -> Result<PasskeyRecord> {
+        let Some(PasskeyCeremony::Register { user_id, name, ceremony }) =
+            self.ceremonies.take(ceremony_id, self.now_ms())
+        else {
             return Err(IdentityError::BadRequest("no such registration in progress (it may have expired)".into()));
         };
         if principal.user_id.as_deref() != Some(user_id.as_str()) {
@@ -1287,18 +1385,29 @@ impl IdentityService {
         let session = principal.session().ok_or_else(|| IdentityError::BadRequest("API keys do not step up".into()))?;
         let creds = self.stored_passkeys(&session.user_id).await?;
         let (options, ceremony) = self.passkeys()?.start_authentication(&creds).map_err(passkey_error)?;
-        let id = self.ceremonies.insert(PasskeyCeremony::StepUp { session_hash: session.session_hash, ceremony }, self.now_ms());
+        let id = self
+            .ceremonies
+            .insert(PasskeyCeremony::StepUp { session_hash: session.session_hash, ceremony }, self.now_ms());
         Ok((id, options))
     }
 
     /// Finish any passkey assertion started above. For a login it returns
     /// the new session; for a step-up, `None` after elevating the session.
-    pub async fn finish_passkey(&self, ceremony_id: &str, response: &serde_json::Value, principal: Option<&Principal>, source: &str) -> Result<Option<NewSession>> {
+    pub async fn finish_passkey(
+        &self,
+        ceremony_id: &str,
+        response: &serde_json::Value,
+        principal: Option<&Principal>,
+        source: &str,
+    ) -> Result<Option<NewSession>> {
         let passkeys = self.passkeys()?;
-        let ceremony = self.ceremonies.take(ceremony_id, self.now_ms())
-            .ok_or_else(|| IdentityError::BadRequest("no such passkey ceremony in progress (it may have expired)".into()))?;
+        let ceremony = self.ceremonies.take(ceremony_id, self.now_ms()).ok_or_else(|| {
+            IdentityError::BadRequest("no such passkey ceremony in progress (it may have expired)".into())
+        })?;
         match ceremony {
-            PasskeyCeremony::Register { .. } => Err(IdentityError::BadRequest("that is a registration ceremony".into())),
+            PasskeyCeremony::Register { .. } => {
+                Err(IdentityError::BadRequest("that is a registration ceremony".into()))
+            }
             PasskeyCeremony::SecondFactor { mfa, ceremony } => {
                 let result = passkeys.finish_authentication(response, ceremony);
                 let done = self.passkey_outcome(&mfa.user_id, result, source).await?;
@@ -1323,8 +1432,12 @@ impl IdentityService {
                 self.finish_login(user, vec!["passkey".into()], kind, source).await.map(Some)
             }
             PasskeyCeremony::StepUp { session_hash, ceremony } => {
-                let session = principal.and_then(Principal::session).filter(|s| s.session_hash == session_hash)
-                    .ok_or_else(|| IdentityError::Forbidden("that re-authentication belongs to another session".into()))?
+                let session = principal
+                    .and_then(Principal::session)
+                    .filter(|s| s.session_hash == session_hash)
+                    .ok_or_else(|| {
+                        IdentityError::Forbidden("that re-authentication belongs to another session".into())
+                    })?
                     .clone();
                 let result = passkeys.finish_authentication(response, ceremony);
                 self.passkey_outcome(&session.user_id, result, source).await?;
@@ -1335,7 +1448,12 @@ impl IdentityService {
     }
 
     /// Record a passkey assertion's outcome; store the new counter.
-    async fn passkey_outcome(&self, user_id: &str, result: std::result::Result<crate::passkeys::AuthenticatedPasskey, PasskeyError>, source: &str) -> Result<String> {
+    async fn passkey_outcome(
+        &self,
+        user_id: &str,
+        result: std::result::Result<crate::passkeys::AuthenticatedPasskey, PasskeyError>,
+        source: &str,
+    ) -> Result<String> {
         match result {
             Ok(done) => {
                 if let Some(updated) = &done.updated {
@@ -1370,7 +1488,9 @@ impl IdentityService {
     /// and their roles follow the provider's groups at every sign-in.
     pub async fn complete_oidc(&self, state: &str, code: &str, source: &str) -> Result<NewSession> {
         let oidc = self.oidc.as_ref().ok_or(IdentityError::SsoDisabled)?;
-        let (pending, kind, _) = self.oidc_pending.take(state, self.now_ms())
+        let (pending, kind, _) = self
+            .oidc_pending
+            .take(state, self.now_ms())
             .ok_or_else(|| IdentityError::Sso("unknown or expired sign-in state".into()))?;
         let identity: OidcIdentity = match oidc.complete(pending, code, state).await {
             Ok(identity) => identity,
@@ -1382,7 +1502,8 @@ impl IdentityService {
         let roles: Vec<Role> = oidc.roles_for(&identity.groups).iter().filter_map(|r| Role::parse(r)).collect();
         let existing = self.store.user_by_external(&identity.issuer, &identity.subject).await?;
         if roles.is_empty() {
-            let account = existing.as_ref().map_or_else(|| self.unknown_account(&identity.subject), |u| u.user_id.clone());
+            let account =
+                existing.as_ref().map_or_else(|| self.unknown_account(&identity.subject), |u| u.user_id.clone());
             self.emit_auth(AuthActivity::Logon, &account, "oidc", source, None, Some("no_mapped_group")).await?;
             return Err(IdentityError::Forbidden("your groups at the identity provider grant no role here".into()));
         }
@@ -1393,7 +1514,8 @@ impl IdentityService {
                 }
                 let names = role_names(&roles);
                 if names != user.roles {
-                    let detail = format!("{} -> {} (from identity provider groups)", user.roles.join(","), names.join(","));
+                    let detail =
+                        format!("{} -> {} (from identity provider groups)", user.roles.join(","), names.join(","));
                     user.roles = names;
                     user.updated = self.now();
                     self.store.update_user(&user).await?;
@@ -1408,8 +1530,13 @@ impl IdentityService {
     }
 
     async fn provision_oidc_user(&self, identity: &OidcIdentity, roles: &[Role]) -> Result<UserRecord> {
-        let base = identity.username.clone().or_else(|| identity.email.clone()).unwrap_or_else(|| identity.subject.clone());
-        let mut username: String = normalise_username(&base).chars().filter(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@')).take(100).collect();
+        let base =
+            identity.username.clone().or_else(|| identity.email.clone()).unwrap_or_else(|| identity.subject.clone());
+        let mut username: String = normalise_username(&base)
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@'))
+            .take(100)
+            .collect();
         if username.is_empty() || self.store.user_by_username(&username).await?.is_some() {
             username = format!("{username}.sso-{}", &Uuid::new_v4().simple().to_string()[..8]);
         }
@@ -1421,13 +1548,22 @@ impl IdentityService {
             roles: role_names(roles),
             password_hash: None,
             patient_ref: None,
-            external: Some(caduceus_store::ExternalIdentity { issuer: identity.issuer.clone(), subject: identity.subject.clone() }),
+            external: Some(caduceus_store::ExternalIdentity {
+                issuer: identity.issuer.clone(),
+                subject: identity.subject.clone(),
+            }),
             disabled: None,
             created: now,
             updated: now,
         };
         self.store.create_user(&user).await?;
-        self.emit_change(Actor::system(), AccountChangeKind::Created, &user.user_id, format!("roles: {} (single sign-on)", user.roles.join(","))).await?;
+        self.emit_change(
+            Actor::system(),
+            AccountChangeKind::Created,
+            &user.user_id,
+            format!("roles: {} (single sign-on)", user.roles.join(",")),
+        )
+        .await?;
         Ok(user)
     }
 
@@ -1435,7 +1571,14 @@ impl IdentityService {
 
     /// Issue an API key for a service or device. Its role and scopes may not
     /// exceed what the issuer holds.
-    pub async fn issue_key(&self, issuer: Option<&Principal>, label: &str, role: Role, scopes: &[Permission], expires: Option<Timestamp>) -> Result<IssuedKey> {
+    pub async fn issue_key(
+        &self,
+        issuer: Option<&Principal>,
+        label: &str,
+        role: Role,
+        scopes: &[Permission],
+        expires: Option<Timestamp>,
+    ) -> Result<IssuedKey> {
         let label = label.trim();
         if label.is_empty() || label.chars().count() > 128 {
             return Err(IdentityError::BadRequest("a label is 1 to 128 characters".into()));

@@ -229,9 +229,8 @@ async fn authenticate(
         check_csrf(state, headers, &secret)?;
     }
     let now = state.platform.clock.now();
-    let restricted = || {
-        ApiError::new(ErrorCode::Forbidden, "your role requires a second factor: enrol TOTP or a passkey first")
-    };
+    let restricted =
+        || ApiError::new(ErrorCode::Forbidden, "your role requires a second factor: enrol TOTP or a passkey first");
     match access {
         Public | SignedIn => {}
         Allowed(permission) => {

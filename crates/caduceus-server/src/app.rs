@@ -53,9 +53,8 @@ impl AppState {
 
     pub fn with_identity(platform: Arc<Platform>, identity: Arc<IdentityService>) -> Self {
         let metrics = Arc::new(Metrics::new(platform.spine.clone(), platform.ledger.clone()));
-        let public_origin = crate::identity::public_url(&platform)
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_default();
+        let public_origin =
+            crate::identity::public_url(&platform).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
         Self { platform, metrics, identity, public_origin }
     }
 }
@@ -168,8 +167,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// Routes outside the OpenAPI document (method, path): with the
 /// document's paths, these are every route of the router.
-pub const UNDOCUMENTED_ROUTES: [(&str, &str); 2] =
-    [("GET", "/ledger/tile/{*path}"), ("GET", "/api/openapi.json")];
+pub const UNDOCUMENTED_ROUTES: [(&str, &str); 2] = [("GET", "/ledger/tile/{*path}"), ("GET", "/api/openapi.json")];
 
 /// Every route of the router, as (method, path template), for the
 /// route-inventory test.

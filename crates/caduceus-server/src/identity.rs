@@ -48,10 +48,7 @@ fn config_error(message: String) -> ServerError {
 }
 
 fn parse_roles(key: &str, names: &[String]) -> Result<Vec<Role>, ServerError> {
-    names
-        .iter()
-        .map(|n| Role::parse(n).ok_or_else(|| config_error(format!("{key}: `{n}` is not a role"))))
-        .collect()
+    names.iter().map(|n| Role::parse(n).ok_or_else(|| config_error(format!("{key}: `{n}` is not a role")))).collect()
 }
 
 /// Build the identity service for a platform. With `online`, the OpenID

@@ -15,8 +15,8 @@ use caduceus_core::config::Config;
 use caduceus_core::event::{EventId, LifecyclePhase};
 use caduceus_core::{Actor, Payload, Redacted, SecurityEvent, Severity, Status, Target, Timestamp};
 use caduceus_store::{
-    ApiTokenRecord, Backend, ExternalIdentity, PasskeyRecord, SessionRecord, Store, StoreError, StoredEvent, TotpRecord,
-    UserRecord,
+    ApiTokenRecord, Backend, ExternalIdentity, PasskeyRecord, SessionRecord, Store, StoreError, StoredEvent,
+    TotpRecord, UserRecord,
 };
 
 /// One backend under test, and how to reach it again.

@@ -256,7 +256,15 @@ async fn admin_create_user_bootstraps_an_empty_install() {
     assert!(!server.stdout.iter().any(|l| l.contains("no account exists yet")));
     let client = server.client(&dir.path().join("data"));
     let body = serde_json::json!({"username": "ada.admin", "password": password});
-    let r: Value = client.post(format!("{}/api/v1/auth/login", server.url)).json(&body).send().await.unwrap().json().await.unwrap();
+    let r: Value = client
+        .post(format!("{}/api/v1/auth/login", server.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["status"], "authenticated");
     assert_eq!(r["restricted"], true, "an admin without a second factor may only enrol one: {r}");
     assert_eq!(login(&client, &server.url, "nina.nurse", "correct horse battery staple on ward nine").await, 200);

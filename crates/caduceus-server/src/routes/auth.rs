@@ -797,8 +797,7 @@ pub async fn passkey_register_finish(
     Caller(principal): Caller,
     Json(request): Json<PasskeyFinishRequest>,
 ) -> Result<(StatusCode, Json<PasskeyView>), ApiError> {
-    let record =
-        state.identity.finish_passkey_registration(&principal, &request.ceremony, &request.credential).await?;
+    let record = state.identity.finish_passkey_registration(&principal, &request.ceremony, &request.credential).await?;
     Ok((StatusCode::CREATED, Json(PasskeyView::from(&record))))
 }
 

@@ -8,8 +8,8 @@ use caduceus_core::{Actor, Payload, SecurityEvent, Severity, Target};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::AppState;
 use crate::access::Caller;
+use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 
 /// Most events one page returns.

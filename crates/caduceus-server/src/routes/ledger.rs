@@ -30,8 +30,8 @@ use caduceus_ledger::{Ledger, LedgerError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::AppState;
 use crate::access::Caller;
+use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::ledger::LedgerService;
 

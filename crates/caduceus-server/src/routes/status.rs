@@ -5,8 +5,8 @@ use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
 use crate::access::Caller;
+use crate::app::AppState;
 use crate::error::ErrorBody;
 
 #[derive(Debug, Serialize, ToSchema)]

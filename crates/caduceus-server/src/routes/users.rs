@@ -266,7 +266,8 @@ pub async fn create_key(
         .scopes
         .iter()
         .map(|s| {
-            Permission::parse(s).ok_or_else(|| ApiError::new(ErrorCode::BadRequest, format!("`{s}` is not a permission")))
+            Permission::parse(s)
+                .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, format!("`{s}` is not a permission")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     if !(1..=730).contains(&request.expires_in_days) {
