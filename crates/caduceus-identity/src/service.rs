@@ -612,7 +612,10 @@ impl IdentityService {
         let mut user = self.user(user_id).await?;
         let mut events = Vec::new();
         if let Some(name) = changes.display_name {
-            user.display_name = name.trim().chars().take(256).collect();
+            if name.chars().count() > 256 {
+                return Err(IdentityError::BadRequest("display_name is at most 256 characters".into()));
+            }
+            user.display_name = name.trim().to_owned();
         }
         if let Some(roles) = changes.roles {
             if roles.is_empty() {
@@ -679,7 +682,7 @@ impl IdentityService {
     }
 
     pub async fn change_password(&self, principal: &Principal, current: &str, new: &str) -> Result<()> {
-        let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
+        let user_id = principal.user_id.clone().ok_or_else(not_an_account)?;
         let mut user = self.user(&user_id).await?;
         let Some(stored) = user.password_hash.clone() else {
             return Err(IdentityError::BadRequest("this account has no password".into()));
@@ -1072,7 +1075,8 @@ impl IdentityService {
         let scopes: Vec<Permission> = record.scopes.iter().filter_map(|s| Permission::parse(s)).collect();
         Ok(Principal {
             subject: Subject::ApiKey { token_id: record.token_id.clone() },
-            user_id: record.owner.clone(),
+            // A key acts for a service, never as its issuer's account.
+            user_id: None,
             name: record.label.clone(),
             permissions: Permissions::of_roles(&roles).limited_to(&scopes),
             roles,
@@ -1084,7 +1088,7 @@ impl IdentityService {
     /// End this session.
     pub async fn logout(&self, principal: &Principal) -> Result<()> {
         let Some(session) = principal.session() else {
-            return Err(IdentityError::BadRequest("an API key is revoked, not signed out".into()));
+            return Err(IdentityError::Forbidden("an API key is revoked, not signed out".into()));
         };
         session.revoked.store(true, Ordering::Relaxed);
         self.store.revoke_session(&session.session_hash, self.now()).await?;
@@ -1093,7 +1097,7 @@ impl IdentityService {
 
     /// End every session of the principal's account ("log out everywhere").
     pub async fn logout_everywhere(&self, principal: &Principal) -> Result<u64> {
-        let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
+        let user_id = principal.user_id.clone().ok_or_else(not_an_account)?;
         let count = self.revoke_sessions(&user_id).await?;
         self.emit_auth(AuthActivity::Logoff, &user_id, "all_sessions", "", None, None).await?;
         Ok(count)
@@ -1120,7 +1124,7 @@ impl IdentityService {
         source: &str,
     ) -> Result<Timestamp> {
         let session =
-            principal.session().ok_or_else(|| IdentityError::BadRequest("API keys do not step up".into()))?.clone();
+            principal.session().ok_or_else(|| IdentityError::Forbidden("API keys do not step up".into()))?.clone();
         let user = self.user(&session.user_id).await?;
         let has_factor = !self.second_factors(&user).await?.is_empty();
         let method = match (factor, password_input) {
@@ -1169,7 +1173,7 @@ impl IdentityService {
                 self.by_mfa.succeeded(attempt);
                 "password"
             }
-            (None, None) => return Err(IdentityError::BadRequest("give a password or a second factor".into())),
+            (None, None) => return Err(IdentityError::BadCredentials),
         };
         self.elevate(&session, method, source).await
     }
@@ -1192,7 +1196,7 @@ impl IdentityService {
 
     /// Start TOTP enrolment: a new secret, waiting for its first code.
     pub async fn begin_totp(&self, principal: &Principal) -> Result<TotpEnrolment> {
-        let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
+        let user_id = principal.user_id.clone().ok_or_else(not_an_account)?;
         if principal.session().is_none() {
             return Err(IdentityError::Forbidden("second factors are enrolled from a signed-in session".into()));
         }
@@ -1225,7 +1229,7 @@ impl IdentityService {
     /// Finish TOTP enrolment with a first code. Returns fresh recovery codes
     /// when the account had none.
     pub async fn confirm_totp(&self, principal: &Principal, code: &str) -> Result<Option<Vec<Redacted<String>>>> {
-        let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
+        let user_id = principal.user_id.clone().ok_or_else(not_an_account)?;
         let record = self
             .store
             .totp(&user_id)
@@ -1253,7 +1257,7 @@ impl IdentityService {
     }
 
     pub async fn remove_totp(&self, principal: &Principal) -> Result<()> {
-        let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
+        let user_id = principal.user_id.clone().ok_or_else(not_an_account)?;
         if !self.store.delete_totp(&user_id).await? {
             return Err(IdentityError::NotFound("no TOTP is enrolled".into()));
         }
@@ -1262,7 +1266,7 @@ impl IdentityService {
 
     /// Replace the account's recovery codes; the new ones are shown once.
     pub async fn regenerate_recovery_codes(&self, principal: &Principal) -> Result<Vec<Redacted<String>>> {
-        let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
+        let user_id = principal.user_id.clone().ok_or_else(not_an_account)?;
         self.issue_recovery_codes(principal, &user_id).await
     }
 
@@ -1302,7 +1306,7 @@ impl IdentityService {
         principal: &Principal,
         name: &str,
     ) -> Result<(String, serde_json::Value)> {
-        let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
+        let user_id = principal.user_id.clone().ok_or_else(not_an_account)?;
         if principal.session().is_none() {
             return Err(IdentityError::Forbidden("passkeys are registered from a signed-in session".into()));
         }
@@ -1328,7 +1332,7 @@ impl IdentityService {
         let Some(PasskeyCeremony::Register { user_id, name, ceremony }) =
             self.ceremonies.take(ceremony_id, self.now_ms())
         else {
-            return Err(IdentityError::BadRequest("no such registration in progress (it may have expired)".into()));
+            return Err(IdentityError::NotFound("no such registration in progress (it may have expired)".into()));
         };
         if principal.user_id.as_deref() != Some(user_id.as_str()) {
             return Err(IdentityError::Forbidden("that registration belongs to another session".into()));
@@ -1352,12 +1356,12 @@ impl IdentityService {
     }
 
     pub async fn list_passkeys(&self, principal: &Principal) -> Result<Vec<PasskeyRecord>> {
-        let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
+        let user_id = principal.user_id.clone().ok_or_else(not_an_account)?;
         Ok(self.store.passkeys_of(&user_id).await?)
     }
 
     pub async fn remove_passkey(&self, principal: &Principal, credential_id: &[u8]) -> Result<()> {
-        let user_id = principal.user_id.clone().ok_or(IdentityError::Unauthenticated)?;
+        let user_id = principal.user_id.clone().ok_or_else(not_an_account)?;
         if !self.store.delete_passkey(&user_id, credential_id).await? {
             return Err(IdentityError::NotFound("no such passkey".into()));
         }
@@ -1382,7 +1386,7 @@ impl IdentityService {
 
     /// Start a passkey re-authentication of the current session.
     pub async fn begin_passkey_step_up(&self, principal: &Principal) -> Result<(String, serde_json::Value)> {
-        let session = principal.session().ok_or_else(|| IdentityError::BadRequest("API keys do not step up".into()))?;
+        let session = principal.session().ok_or_else(|| IdentityError::Forbidden("API keys do not step up".into()))?;
         let creds = self.stored_passkeys(&session.user_id).await?;
         let (options, ceremony) = self.passkeys()?.start_authentication(&creds).map_err(passkey_error)?;
         let id = self
@@ -1402,7 +1406,7 @@ impl IdentityService {
     ) -> Result<Option<NewSession>> {
         let passkeys = self.passkeys()?;
         let ceremony = self.ceremonies.take(ceremony_id, self.now_ms()).ok_or_else(|| {
-            IdentityError::BadRequest("no such passkey ceremony in progress (it may have expired)".into())
+            IdentityError::NotFound("no such passkey ceremony in progress (it may have expired)".into())
         })?;
         match ceremony {
             PasskeyCeremony::Register { .. } => {
@@ -1626,6 +1630,11 @@ impl IdentityService {
         self.keys.write().unwrap_or_else(PoisonError::into_inner).retain(|_, k| k.record.token_id != token_id);
         self.emit_change(actor, AccountChangeKind::ApiKeyRevoked, token_id, String::new()).await
     }
+}
+
+/// API keys act for services, not people: account actions are refused.
+fn not_an_account() -> IdentityError {
+    IdentityError::Forbidden("an API key has no account; sign in as a user".into())
 }
 
 fn passkey_error(e: PasskeyError) -> IdentityError {

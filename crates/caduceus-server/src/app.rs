@@ -110,6 +110,69 @@ impl utoipa::Modify for ClosedPayloads {
     }
 }
 
+/// Every operation documents every status it can answer, from one place:
+/// the access rules say which need credentials (401, 403), a request body
+/// can be malformed (400, 413, 415, 422), sign-in can be throttled (429),
+/// and storage or the audit trail can be unavailable (503).
+struct StandardErrors;
+
+impl utoipa::Modify for StandardErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for (path, item) in &mut openapi.paths.paths {
+            let operations = [
+                ("GET", item.get.as_mut()),
+                ("POST", item.post.as_mut()),
+                ("PUT", item.put.as_mut()),
+                ("PATCH", item.patch.as_mut()),
+                ("DELETE", item.delete.as_mut()),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let Ok(method) = method.parse::<axum::http::Method>() else { continue };
+                let access = crate::access::access_for(&method, path);
+                let identity = path.starts_with("/api/v1/auth")
+                    || path.starts_with("/api/v1/account")
+                    || path.starts_with("/api/v1/users")
+                    || path.starts_with("/api/v1/api-keys");
+                let mut statuses = vec![("400", "Bad request")];
+                if access.is_some_and(|a| a != crate::access::Access::Public) {
+                    statuses.push(("401", "Not signed in, or the credentials are no longer valid"));
+                    statuses.push(("403", "Not allowed (role, scope, second factor, step-up or CSRF)"));
+                }
+                if operation.request_body.is_some() {
+                    statuses.extend([
+                        ("413", "Body too large"),
+                        ("415", "Body is not JSON"),
+                        ("422", "Body does not match the schema"),
+                    ]);
+                }
+                if identity {
+                    statuses.extend([
+                        ("401", "Invalid credentials"),
+                        ("404", "No such resource or ceremony"),
+                        ("409", "Conflict"),
+                        ("429", "Too many attempts; see Retry-After"),
+                        ("503", "Storage or the audit trail is unavailable"),
+                    ]);
+                }
+                for (status, description) in statuses {
+                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| error(description).into());
+                }
+            }
+        }
+    }
+}
+
 /// The routes and their OpenAPI document, before layers.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -162,6 +225,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let router = router.route(UNDOCUMENTED_ROUTES[0].1, get(ledger::tile));
     // After the routes: only then are their schemas in the document.
     utoipa::Modify::modify(&ClosedPayloads, &mut doc);
+    utoipa::Modify::modify(&StandardErrors, &mut doc);
     (router, doc)
 }
 

@@ -393,7 +393,7 @@ async fn passkey_registration_passwordless_login_and_second_factor() {
 
     // The same ceremony id a second time: it was used up.
     let (status, body) = server.finish(&ceremony, &credential).await;
-    assert_error(status, &body, 400, "bad_request");
+    assert_error(status, &body, 404, "not_found");
 
     // The password now asks for the passkey.
     let pending = server.login("carol").await;
@@ -554,7 +554,7 @@ async fn passkey_step_up_elevates_the_session_it_was_begun_for() {
     assert_eq!(view_after["elevated_until"].as_i64(), Some(until));
     // The step-up ceremony is single use too.
     let (status, body) = server.post("/api/v1/auth/step-up", Some(&session), body).await;
-    assert_error(status, &body, 400, "bad_request");
+    assert_error(status, &body, 404, "not_found");
 
     // Elevated: the privileged action goes through.
     let (status, body) = server.call(Method::DELETE, &remove, Some(&session), None).await;

@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::access::{Caller, ClientAddr, SESSION_COOKIE};
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::routes::JsonObject;
 use caduceus_core::Redacted;
 
 /// Where a new session's secret goes.
@@ -198,7 +199,7 @@ fn login_step(state: &AppState, step: LoginStep) -> Response {
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
-    Json(request): Json<LoginRequest>,
+    JsonObject(request): JsonObject<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let step = state
         .identity
@@ -218,10 +219,10 @@ pub async fn login(
 )]
 pub async fn second_factor(
     State(state): State<AppState>,
-    Json(request): Json<SecondFactorRequest>,
+    JsonObject(request): JsonObject<SecondFactorRequest>,
 ) -> Result<Response, ApiError> {
     let factor = second_factor_of(request.totp, request.recovery_code)?
-        .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "give `totp` or `recovery_code`"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "give `totp` or `recovery_code`"))?;
     let session = state.identity.login_second_factor(request.mfa_token.expose(), factor).await?;
     Ok(authenticated(&state, session))
 }
@@ -249,7 +250,7 @@ fn second_factor_of(
 )]
 pub async fn passkey_second_factor(
     State(state): State<AppState>,
-    Json(request): Json<MfaTokenRequest>,
+    JsonObject(request): JsonObject<MfaTokenRequest>,
 ) -> Result<Json<PasskeyChallenge>, ApiError> {
     let (ceremony, options) = state.identity.begin_passkey_second_factor(request.mfa_token.expose()).await?;
     Ok(Json(PasskeyChallenge { ceremony, options }))
@@ -266,7 +267,7 @@ pub async fn passkey_second_factor(
 )]
 pub async fn passkey_begin(
     State(state): State<AppState>,
-    Json(request): Json<PasskeyLoginRequest>,
+    JsonObject(request): JsonObject<PasskeyLoginRequest>,
 ) -> Result<Json<PasskeyChallenge>, ApiError> {
     let (ceremony, options) = state.identity.begin_passkey_login(request.session.into())?;
     Ok(Json(PasskeyChallenge { ceremony, options }))
@@ -283,7 +284,7 @@ pub async fn passkey_begin(
 pub async fn passkey_finish(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
-    Json(request): Json<PasskeyFinishRequest>,
+    JsonObject(request): JsonObject<PasskeyFinishRequest>,
 ) -> Result<Response, ApiError> {
     match state.identity.finish_passkey(&request.ceremony, &request.credential, None, &source).await? {
         Some(session) => Ok(authenticated(&state, session)),
@@ -370,7 +371,7 @@ pub async fn oidc_callback(
         return Err(ApiError::new(ErrorCode::Unauthorized, "the identity provider refused the sign-in"));
     }
     let (Some(oidc_state), Some(code)) = (query.state, query.code) else {
-        return Err(ApiError::new(ErrorCode::BadRequest, "state and code are required"));
+        return Err(ApiError::new(ErrorCode::Unauthorized, "the identity provider did not complete the sign-in"));
     };
     if oidc_state.len() > 512 || code.len() > 4096 {
         return Err(ApiError::new(ErrorCode::BadRequest, "state or code is too long"));
@@ -523,7 +524,7 @@ pub async fn step_up(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
     Caller(principal): Caller,
-    Json(request): Json<StepUpRequest>,
+    JsonObject(request): JsonObject<StepUpRequest>,
 ) -> Result<Json<StepUpResponse>, ApiError> {
     if let (Some(ceremony), Some(credential)) = (&request.ceremony, &request.credential) {
         state.identity.finish_passkey(ceremony, credential, Some(&principal), &source).await?;
@@ -593,7 +594,7 @@ pub async fn my_sessions(
     State(state): State<AppState>,
     Caller(principal): Caller,
 ) -> Result<Json<Vec<SessionSummary>>, ApiError> {
-    let user_id = principal.user_id.ok_or_else(|| ApiError::new(ErrorCode::BadRequest, "not a user"))?;
+    let user_id = principal.user_id.ok_or_else(|| ApiError::new(ErrorCode::Forbidden, "an API key has no sessions"))?;
     let sessions = state.identity.sessions_of(&user_id).await?;
     Ok(Json(sessions.iter().map(SessionSummary::from).collect()))
 }
@@ -619,7 +620,7 @@ pub struct PasswordChange {
 pub async fn change_password(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Json(request): Json<PasswordChange>,
+    JsonObject(request): JsonObject<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
     state
         .identity
@@ -684,7 +685,7 @@ pub struct RecoveryCodes {
 pub async fn totp_confirm(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Json(request): Json<CodeRequest>,
+    JsonObject(request): JsonObject<CodeRequest>,
 ) -> Result<Json<RecoveryCodes>, ApiError> {
     let codes = state.identity.confirm_totp(&principal, request.code.expose()).await?.unwrap_or_default();
     Ok(Json(RecoveryCodes { recovery_codes: codes.iter().map(|c| c.expose().clone()).collect() }))
@@ -776,7 +777,7 @@ pub struct PasskeyName {
 pub async fn passkey_register_begin(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Json(request): Json<PasskeyName>,
+    JsonObject(request): JsonObject<PasskeyName>,
 ) -> Result<Json<PasskeyChallenge>, ApiError> {
     let name = request.name.unwrap_or_default();
     let (ceremony, options) = state.identity.begin_passkey_registration(&principal, &name).await?;
@@ -795,7 +796,7 @@ pub async fn passkey_register_begin(
 pub async fn passkey_register_finish(
     State(state): State<AppState>,
     Caller(principal): Caller,
-    Json(request): Json<PasskeyFinishRequest>,
+    JsonObject(request): JsonObject<PasskeyFinishRequest>,
 ) -> Result<(StatusCode, Json<PasskeyView>), ApiError> {
     let record = state.identity.finish_passkey_registration(&principal, &request.ceremony, &request.credential).await?;
     Ok((StatusCode::CREATED, Json(PasskeyView::from(&record))))

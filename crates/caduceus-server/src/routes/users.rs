@@ -14,18 +14,69 @@ use utoipa::{IntoParams, ToSchema};
 use crate::access::Caller;
 use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::routes::JsonObject;
 use crate::routes::auth::{Revoked, UserView};
 
-fn parse_roles(names: &[String]) -> Result<Vec<Role>, ApiError> {
-    names
-        .iter()
-        .map(|n| {
-            Role::parse(n).ok_or_else(|| {
-                let known: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
-                ApiError::new(ErrorCode::BadRequest, format!("`{n}` is not a role; roles are {}", known.join(", ")))
-            })
-        })
-        .collect()
+/// A role, as the API spells it (the schema lists them, so a client knows).
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoleName {
+    Admin,
+    SecurityAnalyst,
+    Auditor,
+    Clinician,
+    Nurse,
+    Registrar,
+    DeviceService,
+    Patient,
+}
+
+impl From<RoleName> for Role {
+    fn from(name: RoleName) -> Self {
+        match name {
+            RoleName::Admin => Role::Admin,
+            RoleName::SecurityAnalyst => Role::SecurityAnalyst,
+            RoleName::Auditor => Role::Auditor,
+            RoleName::Clinician => Role::Clinician,
+            RoleName::Nurse => Role::Nurse,
+            RoleName::Registrar => Role::Registrar,
+            RoleName::DeviceService => Role::DeviceService,
+            RoleName::Patient => Role::Patient,
+        }
+    }
+}
+
+/// A permission, as API-key scopes spell it.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PermissionName {
+    ManageIdentity,
+    ReadEvents,
+    PublishEvents,
+    ReadLedger,
+    PublishCheckpoints,
+    ReadRecords,
+    WriteRecords,
+    ReadOwnRecord,
+}
+
+impl From<PermissionName> for Permission {
+    fn from(name: PermissionName) -> Self {
+        match name {
+            PermissionName::ManageIdentity => Permission::ManageIdentity,
+            PermissionName::ReadEvents => Permission::ReadEvents,
+            PermissionName::PublishEvents => Permission::PublishEvents,
+            PermissionName::ReadLedger => Permission::ReadLedger,
+            PermissionName::PublishCheckpoints => Permission::PublishCheckpoints,
+            PermissionName::ReadRecords => Permission::ReadRecords,
+            PermissionName::WriteRecords => Permission::WriteRecords,
+            PermissionName::ReadOwnRecord => Permission::ReadOwnRecord,
+        }
+    }
+}
+
+fn roles_of(names: &[RoleName]) -> Vec<Role> {
+    names.iter().map(|n| Role::from(*n)).collect()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -34,6 +85,7 @@ pub struct UserQuery {
     /// Return users whose username sorts after this one.
     pub after: Option<String>,
     /// Page size, 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -51,19 +103,26 @@ pub async fn list_users(
     Caller(_caller): Caller,
     Query(query): Query<UserQuery>,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
-    let users = state.identity.list_users(query.after.as_deref().unwrap_or(""), query.limit.unwrap_or(100)).await?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::new(ErrorCode::BadRequest, "limit must be between 1 and 500"));
+    }
+    let users = state.identity.list_users(query.after.as_deref().unwrap_or(""), limit).await?;
     Ok(Json(users.iter().map(UserView::from).collect()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    #[schema(max_length = 128)]
+    /// Letters, digits and `. - _ @`; stored in lower case.
+    #[schema(pattern = "^[a-zA-Z0-9._@-]{1,128}$")]
     pub username: String,
     #[serde(default)]
     #[schema(max_length = 256)]
     pub display_name: String,
-    pub roles: Vec<String>,
+    /// One or more roles; a patient account has only `patient`.
+    #[schema(min_items = 1, max_items = 8)]
+    pub roles: Vec<RoleName>,
     /// Omit to have a strong password generated and returned once.
     #[schema(value_type = Option<String>)]
     pub password: Option<Redacted<String>>,
@@ -96,12 +155,15 @@ pub struct CreatedUser {
 pub async fn create_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Json(request): Json<CreateUser>,
+    JsonObject(request): JsonObject<CreateUser>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
+    if request.roles.len() > 8 {
+        return Err(ApiError::new(ErrorCode::BadRequest, "at most 8 roles"));
+    }
     let new = NewUser {
         username: request.username,
         display_name: request.display_name,
-        roles: parse_roles(&request.roles)?,
+        roles: roles_of(&request.roles),
         password: request.password,
         patient_ref: request.patient_ref,
     };
@@ -134,7 +196,8 @@ pub async fn get_user(
 pub struct UpdateUser {
     #[schema(max_length = 256)]
     pub display_name: Option<String>,
-    pub roles: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 8)]
+    pub roles: Option<Vec<RoleName>>,
     /// Disabling ends every session of the account.
     pub disabled: Option<bool>,
 }
@@ -153,9 +216,12 @@ pub async fn update_user(
     State(state): State<AppState>,
     Caller(caller): Caller,
     Path(user_id): Path<String>,
-    Json(request): Json<UpdateUser>,
+    JsonObject(request): JsonObject<UpdateUser>,
 ) -> Result<Json<UserView>, ApiError> {
-    let roles = request.roles.as_deref().map(parse_roles).transpose()?;
+    if request.roles.as_ref().is_some_and(|r| r.len() > 8) {
+        return Err(ApiError::new(ErrorCode::BadRequest, "at most 8 roles"));
+    }
+    let roles = request.roles.as_deref().map(roles_of);
     if caller.user_id.as_deref() == Some(user_id.as_str())
         && (request.disabled == Some(true) || roles.as_ref().is_some_and(|r| !r.contains(&Role::Admin)))
     {
@@ -229,14 +295,15 @@ pub async fn list_keys(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    #[schema(max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, pattern = "[^\\s]")]
     pub label: String,
     /// The role the key acts as, e.g. `device-service`.
-    pub role: String,
-    /// Permission names to limit the key to; empty: all its role grants.
+    pub role: RoleName,
+    /// Permissions to limit the key to; empty: all its role grants.
     #[serde(default)]
-    pub scopes: Vec<String>,
+    pub scopes: Vec<PermissionName>,
     /// Days until the key expires (1 to 730); keys always expire.
+    #[schema(minimum = 1, maximum = 730)]
     pub expires_in_days: u32,
 }
 
@@ -259,17 +326,10 @@ pub struct CreatedKey {
 pub async fn create_key(
     State(state): State<AppState>,
     Caller(caller): Caller,
-    Json(request): Json<CreateKey>,
+    JsonObject(request): JsonObject<CreateKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    let role = parse_roles(std::slice::from_ref(&request.role))?.remove(0);
-    let scopes = request
-        .scopes
-        .iter()
-        .map(|s| {
-            Permission::parse(s)
-                .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, format!("`{s}` is not a permission")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let role = Role::from(request.role);
+    let scopes: Vec<Permission> = request.scopes.iter().map(|s| Permission::from(*s)).collect();
     if !(1..=730).contains(&request.expires_in_days) {
         return Err(ApiError::new(ErrorCode::BadRequest, "expires_in_days must be between 1 and 730"));
     }
