@@ -1,10 +1,16 @@
-//! Caduceus benchmarks. Prints one JSON object on stdout; progress goes to
-//! stderr.
+//! Caduceus benchmarks. `ledger` prints one JSON object on stdout;
+//! `identity` prints a table, or one JSON object with `--json`; progress
+//! goes to stderr.
 //!
 //! ```text
-//! cargo run --release -p caduceus-bench -- ledger           # full, a few minutes
-//! cargo run --release -p caduceus-bench -- ledger --quick   # under a minute
+//! cargo run --release -p caduceus-bench -- ledger             # full, a few minutes
+//! cargo run --release -p caduceus-bench -- ledger --quick     # under a minute
+//! cargo run --release -p caduceus-bench -- identity           # full, about a minute
+//! cargo run --release -p caduceus-bench -- identity --quick   # a few seconds (CI smoke)
 //! ```
+//!
+//! `identity` measures argon2id, whole sign-ins and token validation
+//! against the targets of issue 4; its module (`identity.rs`) says how.
 //!
 //! `ledger` measures the durable ledger (`caduceus-ledger`) on real disk
 //! (fresh directories under `/var/tmp`, removed afterwards) against the
@@ -44,6 +50,7 @@
 //!   the ledger's roots and proofs (`proofs_verified`).
 
 mod durable;
+mod identity;
 mod offline;
 mod peer;
 mod proofs;
@@ -55,7 +62,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
-#[command(name = "caduceus-bench", about = "Caduceus benchmarks; prints one JSON object")]
+#[command(name = "caduceus-bench", about = "Caduceus benchmarks")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,6 +75,15 @@ enum Command {
         /// A shortened run (under a minute): shorter points, a 1M-leaf log.
         #[arg(long)]
         quick: bool,
+    },
+    /// Identity: argon2id, password and TOTP sign-ins, token validation.
+    Identity {
+        /// A shortened run (a few seconds), for CI.
+        #[arg(long)]
+        quick: bool,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -121,6 +137,14 @@ fn main() -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let report = runtime.block_on(ledger(&Plan::new(quick)))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Identity { quick, json } => {
+            let report = identity::run(&identity::Plan::new(quick))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+            } else {
+                print!("{}", report.table());
+            }
         }
     }
     Ok(())
