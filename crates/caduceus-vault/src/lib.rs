@@ -13,3 +13,4 @@
 //! erasure, and import.
 
 pub mod blind;
+pub mod keys;
