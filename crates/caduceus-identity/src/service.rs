@@ -335,7 +335,7 @@ pub struct IdentityService {
     keys: RwLock<HashMap<[u8; 32], Arc<CachedKey>>>,
     /// Per-process key for naming unknown usernames in audit events.
     unknown_key: [u8; 32],
-    breached: Option<crate::breached::BreachedList>,
+    breached: Option<Arc<crate::breached::BreachedList>>,
 }
 
 impl std::fmt::Debug for IdentityService {
@@ -444,7 +444,7 @@ impl IdentityService {
     }
 
     pub fn with_breached_list(mut self, list: crate::breached::BreachedList) -> Self {
-        self.breached = Some(list);
+        self.breached = Some(Arc::new(list));
         self
     }
 
@@ -538,11 +538,13 @@ impl IdentityService {
     // ----- accounts -------------------------------------------------------
 
     /// Check a new password against the policy and, when configured, the
-    /// offline breached-password list.
-    pub fn check_password(&self, password: &str, context: &[&str]) -> Result<()> {
+    /// offline breached-password list (file reads, so on a blocking thread;
+    /// zxcvbn's estimate is CPU work of a fraction of a millisecond).
+    pub async fn check_password(&self, password: &str, context: &[&str]) -> Result<()> {
         password::check_policy(password, context)?;
-        if let Some(list) = &self.breached {
-            match list.count(password) {
+        if let Some(list) = self.breached.clone() {
+            let candidate = Redacted::new(password.to_owned());
+            match blocking(move || list.count(candidate.expose())).await? {
                 Ok(Some(_)) => return Err(PasswordError::Breached.into()),
                 Ok(None) => {}
                 Err(e) => return Err(IdentityError::Internal(format!("breached-password list: {e}"))),
@@ -568,7 +570,7 @@ impl IdentityService {
         }
         let (password, generated) = match new.password {
             Some(p) => {
-                self.check_password(p.expose(), &[&username, &display_name])?;
+                self.check_password(p.expose(), &[&username, &display_name]).await?;
                 (p, None)
             }
             None => {
@@ -666,7 +668,7 @@ impl IdentityService {
         let mut user = self.user(user_id).await?;
         let new = match new {
             Some(p) => {
-                self.check_password(p.expose(), &[&user.username, &user.display_name])?;
+                self.check_password(p.expose(), &[&user.username, &user.display_name]).await?;
                 p
             }
             None => Redacted::new(generate_password()),
@@ -694,7 +696,7 @@ impl IdentityService {
             return Err(IdentityError::BadCredentials);
         }
         self.by_mfa.succeeded(attempt);
-        self.check_password(new, &[&user.username, &user.display_name])?;
+        self.check_password(new, &[&user.username, &user.display_name]).await?;
         let new = new.to_owned();
         user.password_hash = Some(blocking(move || password::hash(&new)).await??);
         user.updated = self.now();
