@@ -753,13 +753,14 @@ impl IdentityService {
                 false
             }
         };
-        let (true, Some(user)) = (verified, user) else {
-            let account = match self.store.user_by_username(&username).await? {
-                Some(u) => u.user_id,
-                None => self.unknown_account(&username),
-            };
-            self.emit_auth(AuthActivity::Logon, &account, "password", source, None, Some("bad_credentials")).await?;
-            return Err(IdentityError::BadCredentials);
+        let user = match (verified, user) {
+            (true, Some(user)) => user,
+            (_, known) => {
+                let account = known.map_or_else(|| self.unknown_account(&username), |u| u.user_id);
+                self.emit_auth(AuthActivity::Logon, &account, "password", source, None, Some("bad_credentials"))
+                    .await?;
+                return Err(IdentityError::BadCredentials);
+            }
         };
         self.by_account.succeeded(account_attempt);
         self.by_source.succeeded(source_attempt);
