@@ -48,6 +48,8 @@ pub struct Config {
     pub witness: WitnessConfig,
     #[serde(default)]
     pub identity: IdentityConfig,
+    #[serde(default)]
+    pub vault: VaultConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -262,6 +264,54 @@ pub struct WitnessedLog {
     pub vkey: String,
 }
 
+/// The patient-record vault.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// Directory of key-encryption key files. Default: `<data_dir>/vault-keys`.
+    /// Keep it off the database's storage (and out of its backups) where you can.
+    #[serde(default)]
+    pub key_dir: Option<PathBuf>,
+    /// How long a break-glass grant lasts, in minutes.
+    #[serde(default = "default_break_glass_minutes")]
+    pub break_glass_minutes: u64,
+    /// Break-glass grants by one user within 24 hours that make the event
+    /// say "repeated break-glass" (for detection rules).
+    #[serde(default = "default_break_glass_alert_threshold")]
+    pub break_glass_alert_threshold: u64,
+    /// Largest FHIR request body (batch and transaction bundles), in bytes.
+    #[serde(default = "default_max_bundle_bytes")]
+    pub max_bundle_bytes: usize,
+}
+
+fn default_break_glass_minutes() -> u64 {
+    30
+}
+fn default_break_glass_alert_threshold() -> u64 {
+    3
+}
+fn default_max_bundle_bytes() -> usize {
+    32 * 1024 * 1024
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        Self {
+            key_dir: None,
+            break_glass_minutes: default_break_glass_minutes(),
+            break_glass_alert_threshold: default_break_glass_alert_threshold(),
+            max_bundle_bytes: default_max_bundle_bytes(),
+        }
+    }
+}
+
+impl Config {
+    /// Where the vault's key-encryption keys live.
+    pub fn vault_key_dir(&self) -> PathBuf {
+        self.vault.key_dir.clone().unwrap_or_else(|| self.data_dir.join("vault-keys"))
+    }
+}
+
 /// Accounts, sign-in and sessions.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -365,6 +415,7 @@ impl Config {
             ledger: LedgerConfig::default(),
             witness: WitnessConfig::default(),
             identity: IdentityConfig::default(),
+            vault: VaultConfig::default(),
         }
     }
 
@@ -411,7 +462,21 @@ impl Config {
             return Err(invalid("log.level", "must not be empty"));
         }
         self.validate_ledger()?;
-        self.validate_identity()
+        self.validate_identity()?;
+        self.validate_vault()
+    }
+
+    fn validate_vault(&self) -> Result<(), ConfigError> {
+        if !(1..=1440).contains(&self.vault.break_glass_minutes) {
+            return Err(invalid("vault.break_glass_minutes", "must be between 1 and 1440"));
+        }
+        if self.vault.break_glass_alert_threshold == 0 {
+            return Err(invalid("vault.break_glass_alert_threshold", "must be at least 1"));
+        }
+        if !(1024 * 1024..=1024 * 1024 * 1024).contains(&self.vault.max_bundle_bytes) {
+            return Err(invalid("vault.max_bundle_bytes", "must be between 1 MiB and 1 GiB"));
+        }
+        Ok(())
     }
 
     fn validate_identity(&self) -> Result<(), ConfigError> {

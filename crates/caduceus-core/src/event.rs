@@ -44,6 +44,8 @@ pub enum EventError {
     Inconsistent { field: &'static str, expected: u64, got: u64 },
     #[error("field `{field}` is {size} characters, longer than the {max} character limit")]
     FieldTooLong { field: &'static str, size: usize, max: usize },
+    #[error("field `{field}` has {size} items, more than the {max} item limit")]
+    TooManyItems { field: &'static str, size: usize, max: usize },
     #[error("could not canonicalise event: {0}")]
     Canonical(String),
 }
@@ -248,6 +250,89 @@ pub enum AccountChangeKind {
     ApiKeyRevoked,
 }
 
+/// What was done to a patient record (see [`Payload::RecordAccess`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordAction {
+    /// FHIR read of the current version.
+    Read,
+    /// FHIR vread of one version.
+    Vread,
+    /// FHIR search; the patients who appeared in the results are recorded.
+    Search,
+    /// FHIR history of a resource, a type or the system.
+    History,
+    Create,
+    Update,
+    Delete,
+    /// Disclosure of records outside the vault (`$export`).
+    Export,
+    /// Erasure of a patient's records by destroying their data key (`$erase`).
+    Erase,
+    /// Reading a patient's accounting of disclosures (`$access-log`).
+    AccessLog,
+    /// An emergency access grant that overrides consent and care relationships.
+    BreakGlass,
+    /// A privacy officer's review of break-glass use.
+    Review,
+}
+
+impl RecordAction {
+    /// The snake_case name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Vread => "vread",
+            Self::Search => "search",
+            Self::History => "history",
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+            Self::Export => "export",
+            Self::Erase => "erase",
+            Self::AccessLog => "access_log",
+            Self::BreakGlass => "break_glass",
+            Self::Review => "review",
+        }
+    }
+}
+
+/// The decision on a record access and whether it was carried out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessOutcome {
+    /// The policy allowed it and it was done.
+    Allowed,
+    /// The policy refused it.
+    Denied,
+    /// The policy allowed it but it failed (not found, conflict, storage error).
+    Failed,
+}
+
+impl AccessOutcome {
+    /// The snake_case name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Most patients one [`Payload::RecordAccess`] names; a larger search result
+/// is recorded with `patients_truncated`.
+pub const MAX_RECORD_PATIENTS: usize = 1000;
+/// Most roles one [`Payload::RecordAccess`] names.
+pub const MAX_RECORD_ROLES: usize = 32;
+/// Most policy reasons one [`Payload::RecordAccess`] names.
+pub const MAX_RECORD_REASONS: usize = 16;
+/// Longest recorded (redacted) query string, in characters.
+pub const MAX_RECORD_QUERY_CHARS: usize = 2048;
+/// Largest serialised [`Payload::RecordAccess`], so that an event carrying it
+/// with a short message stays under [`MAX_EVENT_BYTES`].
+pub const MAX_RECORD_ACCESS_BYTES: usize = 48 * 1024;
+
 /// The typed body of an event. Each variant fixes the OCSF class and activity.
 /// Later capabilities add variants (record access, logins, findings, ...).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -302,6 +387,53 @@ pub enum Payload {
         #[schema(max_length = 4096)]
         detail: String,
     },
+    /// An access to patient records: read, search, write, export, erasure,
+    /// break-glass, review, allowed or not. The source of the IHE BALP
+    /// AuditEvent and of the patient's accounting of disclosures. Patients
+    /// appear only as pseudonymous FHIR ids; `query` is already redacted (no
+    /// names, identifiers, birth dates, addresses or contact details).
+    RecordAccess {
+        action: RecordAction,
+        outcome: AccessOutcome,
+        /// The account that asked (user or service id).
+        #[schema(max_length = 256)]
+        actor: String,
+        /// The actor's roles at the time of the access.
+        #[schema(max_items = 32)]
+        roles: Vec<String>,
+        /// The client address.
+        #[schema(max_length = 256)]
+        source: String,
+        /// The declared purpose of use, a v3 ActReason code (`TREAT`, `ETREAT`, ...).
+        #[schema(max_length = 256)]
+        purpose_of_use: Option<String>,
+        /// The break-glass grant the access was made under (or issued, for
+        /// `break_glass`).
+        #[schema(max_length = 256)]
+        break_glass: Option<String>,
+        #[schema(max_length = 256)]
+        resource_type: Option<String>,
+        /// The resource touched, `Type/id/_history/version`.
+        #[schema(max_length = 256)]
+        resource: Option<String>,
+        /// Pseudonymous ids of the patients whose data was touched or
+        /// appeared in search results.
+        #[schema(max_items = 1000)]
+        patients: Vec<String>,
+        /// More patients were touched than `patients` lists.
+        patients_truncated: bool,
+        /// The search parameters, identifying values replaced by `***`.
+        #[schema(max_length = 2048)]
+        query: Option<String>,
+        /// Why the policy decided as it did, in its fixed vocabulary.
+        #[schema(max_items = 16)]
+        reasons: Vec<String>,
+        #[schema(max_length = 4096)]
+        detail: Option<String>,
+        /// The request's `X-Request-Id`.
+        #[schema(max_length = 256)]
+        request_id: Option<String>,
+    },
 }
 
 impl Payload {
@@ -312,6 +444,10 @@ impl Payload {
             Self::ApiTokenIssued { .. } | Self::AccountChange { .. } => EventClass::AccountChange,
             Self::Authentication { activity: AuthActivity::StepUp, .. } => EventClass::AuthorizeSession,
             Self::Authentication { .. } => EventClass::Authentication,
+            // Break-glass assigns emergency privileges; every other record
+            // access is an API call on the vault.
+            Self::RecordAccess { action: RecordAction::BreakGlass, .. } => EventClass::AuthorizeSession,
+            Self::RecordAccess { .. } => EventClass::ApiActivity,
         }
     }
 
@@ -343,6 +479,20 @@ impl Payload {
                 AccountChangeKind::MfaEnrolled | AccountChangeKind::RecoveryCodesIssued => 10,
                 AccountChangeKind::MfaRemoved => 11,
             },
+            // Authorize Session: 1 Assign Privileges. API Activity: 1 Create,
+            // 2 Read, 3 Update, 4 Delete, 99 Other.
+            Self::RecordAccess { action, .. } => match action {
+                RecordAction::BreakGlass | RecordAction::Create => 1,
+                RecordAction::Read
+                | RecordAction::Vread
+                | RecordAction::Search
+                | RecordAction::History
+                | RecordAction::Export
+                | RecordAction::AccessLog => 2,
+                RecordAction::Update => 3,
+                RecordAction::Delete | RecordAction::Erase => 4,
+                RecordAction::Review => 99,
+            },
         }
     }
 
@@ -368,8 +518,60 @@ impl Payload {
                 check_len("payload.account", account, MAX_FIELD_CHARS)?;
                 check_len("payload.detail", detail, MAX_MESSAGE_CHARS)
             }
+            Self::RecordAccess {
+                actor,
+                roles,
+                source,
+                purpose_of_use,
+                break_glass,
+                resource_type,
+                resource,
+                patients,
+                query,
+                reasons,
+                detail,
+                request_id,
+                ..
+            } => {
+                check_count("payload.roles", roles.len(), MAX_RECORD_ROLES)?;
+                check_count("payload.patients", patients.len(), MAX_RECORD_PATIENTS)?;
+                check_count("payload.reasons", reasons.len(), MAX_RECORD_REASONS)?;
+                let fields = [("payload.actor", actor), ("payload.source", source)]
+                    .into_iter()
+                    .chain(roles.iter().map(|r| ("payload.roles", r)))
+                    .chain(patients.iter().map(|p| ("payload.patients", p)))
+                    .chain(reasons.iter().map(|r| ("payload.reasons", r)));
+                let optional = [
+                    ("payload.purpose_of_use", purpose_of_use),
+                    ("payload.break_glass", break_glass),
+                    ("payload.resource_type", resource_type),
+                    ("payload.resource", resource),
+                    ("payload.request_id", request_id),
+                ]
+                .into_iter()
+                .filter_map(|(field, value)| value.as_ref().map(|v| (field, v)));
+                for (field, value) in fields.chain(optional) {
+                    check_len(field, value, MAX_FIELD_CHARS)?;
+                }
+                check_len("payload.query", query.as_deref().unwrap_or_default(), MAX_RECORD_QUERY_CHARS)?;
+                check_len("payload.detail", detail.as_deref().unwrap_or_default(), MAX_MESSAGE_CHARS)?;
+                // Each part is bounded; the whole must be too, so that the
+                // event still parses under MAX_EVENT_BYTES.
+                let size = serde_json::to_vec(self).map_err(|e| EventError::Canonical(e.to_string()))?.len();
+                if size > MAX_RECORD_ACCESS_BYTES {
+                    return Err(EventError::TooLarge { size, max: MAX_RECORD_ACCESS_BYTES });
+                }
+                Ok(())
+            }
         }
     }
+}
+
+fn check_count(field: &'static str, size: usize, max: usize) -> Result<(), EventError> {
+    if size > max {
+        return Err(EventError::TooManyItems { field, size, max });
+    }
+    Ok(())
 }
 
 fn check_len(field: &'static str, value: &str, max: usize) -> Result<(), EventError> {
@@ -699,6 +901,97 @@ mod tests {
         let payload = serde_json::to_value(Payload::schema()).unwrap();
         assert_eq!(payload["oneOf"][1]["properties"]["detail"]["maxLength"], MAX_MESSAGE_CHARS);
         assert_eq!(payload["oneOf"][1]["properties"]["key"]["maxLength"], MAX_FIELD_CHARS);
+    }
+
+    fn record_access(action: RecordAction, patients: Vec<String>) -> Payload {
+        Payload::RecordAccess {
+            action,
+            outcome: AccessOutcome::Denied,
+            actor: "u-42".into(),
+            roles: vec!["clinician".into(), "nurse".into()],
+            source: "10.0.0.7".into(),
+            purpose_of_use: Some("TREAT".into()),
+            break_glass: None,
+            resource_type: Some("Observation".into()),
+            resource: None,
+            patients,
+            patients_truncated: false,
+            query: Some("code=1234-5&subject:Patient.name=***".into()),
+            reasons: vec!["no_care_relationship".into()],
+            detail: None,
+            request_id: Some("r-1".into()),
+        }
+    }
+
+    fn event_with(payload: Payload) -> Result<SecurityEvent, EventError> {
+        SecurityEvent::new(
+            EventId(Uuid::from_u128(7)),
+            Timestamp(1_764_428_400_000),
+            Severity::Low,
+            Status::Failure,
+            Actor { kind: ActorKind::User, uid: "u-42".into() },
+            None,
+            "record access",
+            payload,
+        )
+    }
+
+    #[test]
+    fn record_access_round_trips_through_the_canonical_form() {
+        let event = event_with(record_access(RecordAction::Search, vec!["p1".into(), "p2".into()])).unwrap();
+        assert_eq!((event.class_uid(), event.activity_id()), (6003, 2));
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["payload"]["type"], "record_access");
+        assert_eq!(json["payload"]["action"], "search");
+        assert_eq!(json["payload"]["outcome"], "denied");
+        assert_eq!(json["payload"]["patients"], serde_json::json!(["p1", "p2"]));
+        let bytes = event.canonical_bytes().unwrap();
+        let back = SecurityEvent::from_json_slice(&bytes).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(back.canonical_bytes().unwrap(), bytes);
+    }
+
+    #[test]
+    fn record_access_classes() {
+        let class = |action| {
+            let event = event_with(record_access(action, vec![])).unwrap();
+            (event.class_uid(), event.activity_id())
+        };
+        assert_eq!(class(RecordAction::BreakGlass), (3003, 1));
+        assert_eq!(class(RecordAction::Create), (6003, 1));
+        assert_eq!(class(RecordAction::Export), (6003, 2));
+        assert_eq!(class(RecordAction::Update), (6003, 3));
+        assert_eq!(class(RecordAction::Erase), (6003, 4));
+        assert_eq!(class(RecordAction::Review), (6003, 99));
+        assert_eq!(RecordAction::AccessLog.as_str(), "access_log");
+        let json = serde_json::to_value(RecordAction::AccessLog).unwrap();
+        assert_eq!(json, RecordAction::AccessLog.as_str());
+    }
+
+    #[test]
+    fn record_access_is_bounded() {
+        let many = (0..=MAX_RECORD_PATIENTS).map(|n| format!("p{n}")).collect();
+        let err = event_with(record_access(RecordAction::Search, many)).unwrap_err();
+        assert!(matches!(err, EventError::TooManyItems { field: "payload.patients", .. }), "{err}");
+        let at_cap = (0..MAX_RECORD_PATIENTS).map(|n| format!("{n:036}")).collect();
+        let event = event_with(record_access(RecordAction::Search, at_cap)).unwrap();
+        assert!(event.canonical_bytes().unwrap().len() < MAX_EVENT_BYTES);
+        let long_ids = (0..MAX_RECORD_PATIENTS).map(|n| format!("{n:064}")).collect();
+        let err = event_with(record_access(RecordAction::Search, long_ids)).unwrap_err();
+        assert!(matches!(err, EventError::TooLarge { max: MAX_RECORD_ACCESS_BYTES, .. }), "{err}");
+        let mut payload = record_access(RecordAction::Read, vec![]);
+        if let Payload::RecordAccess { query, .. } = &mut payload {
+            *query = Some("x".repeat(MAX_RECORD_QUERY_CHARS + 1));
+        }
+        let err = event_with(payload).unwrap_err();
+        assert!(matches!(err, EventError::FieldTooLong { field: "payload.query", .. }), "{err}");
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(Payload::schema()).unwrap();
+        let record = &schema["oneOf"][5]["properties"];
+        assert_eq!(record["query"]["maxLength"], MAX_RECORD_QUERY_CHARS);
+        assert_eq!(record["patients"]["maxItems"], MAX_RECORD_PATIENTS);
+        assert_eq!(record["roles"]["maxItems"], MAX_RECORD_ROLES);
+        assert_eq!(record["reasons"]["maxItems"], MAX_RECORD_REASONS);
     }
 
     #[test]

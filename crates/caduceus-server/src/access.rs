@@ -39,13 +39,16 @@ pub enum Access {
     SignedIn,
     /// A caller holding the permission.
     Allowed(Permission),
+    /// Any fully signed-in caller (no pending second-factor enrolment): the
+    /// vault's own policy decides, per patient and resource.
+    Records,
     /// A caller holding the permission (or, with `None`, any fully signed-in
     /// user acting on their own account) whose session re-authenticated
     /// recently (step-up).
     Elevated(Option<Permission>),
 }
 
-use Access::{Allowed, Elevated, Public, SignedIn};
+use Access::{Allowed, Elevated, Public, Records, SignedIn};
 use Permission::{ManageIdentity, PublishCheckpoints, PublishEvents, ReadEvents, ReadLedger};
 
 /// Every route, by method and path template. Public routes are the short list
@@ -109,6 +112,21 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/ledger/entries/{index}/bundle", Allowed(ReadLedger)),
     ("GET", "/api/v1/ledger/events/{seq}/bundle", Allowed(ReadLedger)),
     ("GET", "/api/v1/ledger/leaves/{leaf_hash}/bundle", Allowed(ReadLedger)),
+    // The vault (FHIR): what a caller may see is decided per patient by the
+    // vault's policy; the CapabilityStatement is public.
+    ("GET", "/fhir/metadata", Public),
+    ("POST", "/fhir", Records),
+    ("GET", "/fhir/{resource_type}", Records),
+    ("POST", "/fhir/{resource_type}", Records),
+    ("GET", "/fhir/{resource_type}/{id}", Records),
+    ("PUT", "/fhir/{resource_type}/{id}", Records),
+    ("DELETE", "/fhir/{resource_type}/{id}", Records),
+    ("GET", "/fhir/{resource_type}/{id}/{operation}", Records),
+    ("POST", "/fhir/{resource_type}/{id}/{operation}", Records),
+    ("GET", "/fhir/{resource_type}/{id}/_history/{version}", Records),
+    ("GET", "/api/v1/vault/break-glass", Records),
+    ("POST", "/api/v1/vault/break-glass/{grant_id}/review", Records),
+    ("POST", "/api/v1/vault/assignments", Records),
 ];
 
 pub fn access_for(method: &Method, path: &str) -> Option<Access> {
@@ -233,6 +251,11 @@ async fn authenticate(
         || ApiError::new(ErrorCode::Forbidden, "your role requires a second factor: enrol TOTP or a passkey first");
     match access {
         Public | SignedIn => {}
+        Records => {
+            if principal.restricted {
+                return Err(restricted());
+            }
+        }
         Allowed(permission) => {
             if principal.restricted {
                 return Err(restricted());

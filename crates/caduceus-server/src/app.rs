@@ -40,6 +40,8 @@ pub struct AppState {
     pub platform: Arc<Platform>,
     pub metrics: Arc<Metrics>,
     pub identity: Arc<IdentityService>,
+    /// The patient-record vault (absent only in tests that do not need it).
+    pub vault: Option<Arc<caduceus_vault::service::Vault>>,
     /// `scheme://host[:port]` of the public URL, for CSRF origin checks.
     pub public_origin: String,
 }
@@ -48,14 +50,15 @@ impl AppState {
     /// Build the state, contacting the OpenID Connect provider if one is configured.
     pub async fn start(platform: Arc<Platform>) -> Result<Self, ServerError> {
         let identity = crate::identity::service(&platform, true).await?;
-        Ok(Self::with_identity(platform, identity))
+        let vault = crate::vault::open(&platform).await?;
+        Ok(Self { vault: Some(vault), ..Self::with_identity(platform, identity) })
     }
 
     pub fn with_identity(platform: Arc<Platform>, identity: Arc<IdentityService>) -> Self {
         let metrics = Arc::new(Metrics::new(platform.spine.clone(), platform.ledger.clone()));
         let public_origin =
             crate::identity::public_url(&platform).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-        Self { platform, metrics, identity, public_origin }
+        Self { platform, metrics, identity, vault: None, public_origin }
     }
 }
 
@@ -223,6 +226,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     // C2SP specifies the tile paths (several segments under one prefix),
     // which an OpenAPI path cannot express.
     let router = router.route(UNDOCUMENTED_ROUTES[0].1, get(ledger::tile));
+    // FHIR describes itself (GET /fhir/metadata), not in OpenAPI.
+    let router = router.merge(crate::routes::fhir::router());
     // After the routes: only then are their schemas in the document.
     utoipa::Modify::modify(&ClosedPayloads, &mut doc);
     utoipa::Modify::modify(&StandardErrors, &mut doc);
@@ -230,15 +235,18 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 /// Routes outside the OpenAPI document (method, path): with the
-/// document's paths, these are every route of the router.
+/// document's paths and the FHIR routes, these are every route of the router.
 pub const UNDOCUMENTED_ROUTES: [(&str, &str); 2] = [("GET", "/ledger/tile/{*path}"), ("GET", "/api/openapi.json")];
 
 /// Every route of the router, as (method, path template), for the
 /// route-inventory test.
 pub fn route_inventory() -> Vec<(String, String)> {
     let (_, doc) = api();
-    let mut routes: Vec<(String, String)> =
-        UNDOCUMENTED_ROUTES.iter().map(|(m, p)| ((*m).to_owned(), (*p).to_owned())).collect();
+    let mut routes: Vec<(String, String)> = UNDOCUMENTED_ROUTES
+        .iter()
+        .chain(crate::routes::fhir::ROUTES)
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
     for (path, item) in &doc.paths.paths {
         let operations = [
             ("GET", item.get.is_some()),

@@ -21,6 +21,7 @@ pub mod routes;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;
+pub mod vault;
 
 pub use app::AppState;
 pub use platform::Platform;

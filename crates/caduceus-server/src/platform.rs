@@ -37,6 +37,8 @@ pub enum ServerError {
     SealTimeout { seq: u64, waited_ms: u64 },
     #[error("{0}")]
     Io(String),
+    #[error("vault: {0}")]
+    Vault(String),
 }
 
 pub struct Platform {

@@ -56,6 +56,12 @@ pub async fn run(
             return Err(e);
         }
     };
+    // Index access events by patient for `$access-log`; it stops when the
+    // spine closes at shutdown.
+    if let Err(e) = crate::vault::start_access_index(&platform).await {
+        platform.shutdown().await;
+        return Err(e);
+    }
     let app = app::build(state);
     let handle: Handle<SocketAddr> = Handle::new();
 

@@ -10,6 +10,7 @@ mod common;
 mod identity;
 mod postgres;
 mod sqlite;
+pub mod vault;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -160,7 +161,7 @@ impl Backend {
 
 /// Everything Caduceus keeps. Capabilities add their own traits as supertraits.
 #[async_trait]
-pub trait Store: EventLog + ConsumerCursors + ApiTokens + Identities {
+pub trait Store: EventLog + ConsumerCursors + ApiTokens + Identities + vault::Records {
     fn backend(&self) -> Backend;
     /// Is the database reachable and answering?
     async fn ping(&self) -> Result<()>;

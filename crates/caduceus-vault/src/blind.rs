@@ -84,15 +84,46 @@ impl BlindIndexer {
 
     /// The term of one already-normalised value.
     fn mac(&self, field: Field, normalised: &str) -> Term {
+        self.mac_tagged(&[field.tag()], normalised)
+    }
+
+    /// The term of one already-normalised value under a tag given in parts
+    /// (hashed one after the other, so `[b"family"]` gives the same term as
+    /// [`Self::mac`] with [`Field::Family`]).
+    fn mac_tagged(&self, tag: &[&[u8]], normalised: &str) -> Term {
         // HMAC takes keys of any length: this cannot fail.
         let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.key) else {
             return Term(String::new());
         };
         mac.update(b"caduceus-blind-v1\0");
-        mac.update(field.tag());
+        tag.iter().for_each(|part| mac.update(part));
         mac.update(b"\0");
         mac.update(normalised.as_bytes());
         Term(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// The term of a token (a code, `system|code`, a `Type/id` reference)
+    /// under a search parameter, for values that identify no one but are
+    /// still kept blind. The tag is `token:<param>`: no [`Field`] tag
+    /// contains a `:`, so a token never shares a term with a name, an
+    /// identifier or another parameter's token. `param` is a search
+    /// parameter name from the vault's own table (it contains no NUL). The
+    /// value is compared as given (codes are case-sensitive), trimmed and cut
+    /// to [`MAX_VALUE_CHARS`].
+    pub fn token(&self, param: &str, value: &str) -> Term {
+        let value: String = value.trim().chars().take(MAX_VALUE_CHARS).collect();
+        self.mac_tagged(&[b"token:", param.as_bytes()], value.trim())
+    }
+
+    /// The term of a whole value compared exactly (FHIR `:exact`): Unicode
+    /// NFC, case and accents kept, surrounding space trimmed and inner runs
+    /// of space collapsed. Its tag is the field's with `:exact` appended, so
+    /// "Smith" whole never matches the prefix terms of "Smithson". Empty:
+    /// no term.
+    pub fn whole(&self, field: Field, value: &str) -> Option<Term> {
+        let cut: String = value.chars().take(MAX_VALUE_CHARS).collect();
+        let normalised = cut.nfc().collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ");
+        (!normalised.is_empty()).then(|| self.mac_tagged(&[field.tag(), b":exact"], &normalised))
     }
 
     /// The term to store for, and to search by, an exact value. Empty after
@@ -230,6 +261,22 @@ mod tests {
         assert_eq!(terms.len(), 3);
         assert!(ix.terms(Field::BirthDate, "05/06/1987").is_empty(), "not a FHIR date");
         assert_eq!(ix.terms(Field::BirthDate, "1987-06").len(), 2);
+    }
+
+    #[test]
+    fn tokens_and_whole_values_have_their_own_tags() {
+        let ix = indexer();
+        assert_eq!(ix.token("code", " 8302-2 "), ix.token("code", "8302-2"));
+        assert_ne!(ix.token("code", "male"), ix.token("gender", "male"), "tagged by parameter");
+        let identifier = ix.exact(Field::Identifier, "x").unwrap();
+        assert_ne!(ix.token("identifier", "x"), identifier, "a token is not an identifier term");
+        assert_ne!(ix.token("", "x"), identifier);
+        let whole = ix.whole(Field::Family, "  Smith   Jones ").unwrap();
+        assert_eq!(Some(whole.clone()), ix.whole(Field::Family, "Smith Jones"));
+        assert_ne!(Some(whole), ix.whole(Field::Family, "smith jones"), "exact keeps case");
+        assert_eq!(ix.whole(Field::Given, "Zoe\u{308}"), ix.whole(Field::Given, "Zo\u{eb}"), "NFC");
+        assert_ne!(ix.whole(Field::Family, "smith"), ix.exact(Field::Family, "smith"), "whole is not prefix");
+        assert_eq!(ix.whole(Field::Family, " \t "), None);
     }
 
     #[test]

@@ -343,6 +343,14 @@ impl DataKey {
         Ok(out)
     }
 
+    /// Use this key as the vault's blind-index key: the vault keeps one
+    /// random data key, wrapped by the KEK like the others, for its search
+    /// terms (random rather than derived from the KEK, so rotating the KEK
+    /// re-wraps it and no term has to be recomputed).
+    pub fn blind_indexer(&self) -> crate::blind::BlindIndexer {
+        crate::blind::BlindIndexer::new(*self.key)
+    }
+
     /// Decrypt the output of [`DataKey::seal`] with the same `aad`.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
         const WHAT: &str = "sealed data";

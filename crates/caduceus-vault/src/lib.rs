@@ -20,7 +20,9 @@
 pub mod audit;
 pub mod blind;
 pub mod bundle;
+pub mod keyring;
 pub mod keys;
 pub mod policy;
 pub mod resource;
 pub mod search;
+pub mod service;

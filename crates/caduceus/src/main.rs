@@ -40,8 +40,54 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// The patient-record vault: import FHIR data, rotate keys.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum VaultCommand {
+    /// Import FHIR transaction/batch bundles and bulk-data NDJSON files, in
+    /// any order, resolving `urn:uuid:` and conditional references.
+    Import {
+        /// The files (JSON bundles or NDJSON).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Import offline straight into this data directory (created if new).
+        #[arg(long, group = "target")]
+        data_dir: Option<PathBuf>,
+        /// Import offline into the installation this configuration names.
+        #[arg(long, group = "target")]
+        config: Option<PathBuf>,
+        /// Import through a running server's FHIR API.
+        #[arg(long, group = "target", requires = "token")]
+        server: Option<String>,
+        /// The bearer token (session or API key) for `--server`.
+        #[arg(long, env = "CADUCEUS_TOKEN")]
+        token: Option<String>,
+        /// Accept the server's self-signed certificate (the demo's).
+        #[arg(long)]
+        insecure: bool,
+        /// Print one JSON object with the counts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rotate the key-encryption key: a new key file, and every data key
+    /// re-wrapped under it, while the server keeps running.
+    RotateKek {
+        #[arg(long, group = "target", required = true)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, group = "target")]
+        config: Option<PathBuf>,
+        /// Remove the older key files afterwards (backups taken before can
+        /// then no longer be opened).
+        #[arg(long)]
+        retire_old: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,7 +229,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::create_user(&config, &username, &display_name, &roles, password).await?
         }
         Command::Ledger { command } => run_ledger(command).await?,
+        Command::Vault { command } => run_vault(command).await?,
         Command::Version => println!("{}", commands::version()),
+    }
+    Ok(())
+}
+
+async fn run_vault(command: VaultCommand) -> anyhow::Result<()> {
+    use caduceus_server::commands::vault;
+    match command {
+        VaultCommand::Import { files, data_dir, config, server, token, insecure, json } => {
+            let target = match (data_dir, config, server) {
+                (Some(dir), _, _) => vault::ImportTarget::DataDir(dir),
+                (_, Some(config), _) => vault::ImportTarget::Config(config),
+                (_, _, Some(url)) => vault::ImportTarget::Server {
+                    url,
+                    token: token.ok_or_else(|| anyhow::anyhow!("--server needs --token"))?,
+                    accept_invalid_certs: insecure,
+                },
+                _ => anyhow::bail!("give one of --data-dir, --config or --server"),
+            };
+            vault::import(&files, target, json).await?;
+        }
+        VaultCommand::RotateKek { data_dir, config, retire_old } => {
+            vault::rotate_kek(data_dir, config, retire_old).await?;
+        }
     }
     Ok(())
 }

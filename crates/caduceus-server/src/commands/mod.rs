@@ -13,6 +13,7 @@ use crate::serve::{self, Listening};
 use crate::{auth, demo, telemetry};
 
 pub mod ledger;
+pub mod vault;
 
 /// `caduceus serve --config FILE`
 pub async fn serve(config_path: &Path) -> Result<(), ServerError> {

@@ -473,6 +473,21 @@ pub async fn consistency(
 /// event's digest (32 bytes): with the event itself, anyone can recompute
 /// the leaf. Check it with `caduceus ledger verify-proof`.
 async fn bundle(state: &AppState, entry: Entry) -> Result<Response, ApiError> {
+    Ok(text(proof_bundle(state, entry).await?, "no-store"))
+}
+
+/// The proof bundle of the event with spine sequence number `seq`, for the
+/// vault's patient-verifiable access log.
+pub async fn event_proof_bundle(state: &AppState, seq: u64) -> Result<String, ApiError> {
+    proof_bundle(state, Entry::Event(seq)).await
+}
+
+/// The log's note verifier key, if the ledger runs here.
+pub fn verifier_key(state: &AppState) -> Option<String> {
+    service(state).ok().map(|s| s.checkpoints.verifier_key().to_string())
+}
+
+async fn proof_bundle(state: &AppState, entry: Entry) -> Result<String, ApiError> {
     let service = service(state)?;
     let index = resolve_entry(service, entry).await?;
     let published = latest(service)?;
@@ -495,7 +510,7 @@ async fn bundle(state: &AppState, entry: Entry) -> Result<Response, ApiError> {
     let mut extra = record.salt.to_vec();
     extra.extend_from_slice(&digest);
     let bundle = TlogProof { extra: Some(extra), index, proof, checkpoint: published.note.clone() };
-    Ok(text(bundle.encode(), "no-store"))
+    Ok(bundle.encode())
 }
 
 /// An offline proof bundle (C2SP tlog-proof) for entry `index` (admin).

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod events;
+pub mod fhir;
 pub mod health;
 pub mod ledger;
 pub mod status;
