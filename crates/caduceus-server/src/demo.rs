@@ -68,3 +68,172 @@ pub async fn seed_users(identity: &IdentityService) -> Result<Vec<DemoUser>, Ide
     }
     Ok(users)
 }
+
+/// Fictional names for the demo's patients (none is a real person).
+const DEMO_FAMILIES: &[&str] = &[
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Haddad",
+    "Kowalski",
+    "Nakamura",
+    "Brennan",
+    "Castillo",
+    "Osei",
+    "Varga",
+    "Fitzgerald",
+    "Tanaka",
+    "Mbeki",
+    "Sorensen",
+    "Quintero",
+    "Albrecht",
+    "Dubois",
+    "Iqbal",
+    "Petrov",
+    "Whitfield",
+];
+const DEMO_GIVENS: &[&str] = &[
+    "Amara", "Elin", "Lucien", "Samir", "Zofia", "Hiro", "Aoife", "Mateo", "Kwame", "Réka", "Declan", "Yuki", "Thandi",
+    "Nils", "Camila", "Greta", "Élodie", "Bilal", "Irina", "Harriet",
+];
+
+/// The demo's patient records, in the vault: twenty patients with
+/// encounters, vital signs and conditions; the demo clinician cares for the
+/// first ten (an Encounter names them), the demo nurse is on the care team
+/// of the first five; one patient refuses the clinician by Consent. The
+/// demo patient account's own record is the first. Seeded once per data
+/// directory (the records persist across starts).
+pub async fn seed_records(platform: &std::sync::Arc<Platform>, identity: &IdentityService) -> Result<(), ServerError> {
+    use caduceus_vault::service::{Requester, VaultError, WriteOp};
+    use serde_json::{Value, json};
+
+    let vault = crate::vault::open(platform).await?;
+    let who = Requester::system("demo");
+    let failed = |e: VaultError| ServerError::Vault(format!("demo records: {e}"));
+    if vault.read(&who, "Patient", "demo-patient-0001").await.is_ok() {
+        return Ok(());
+    }
+    let user_id = |name: &str| {
+        let name = name.to_owned();
+        async move { identity.store().user_by_username(&name).await.ok().flatten().map(|u| u.user_id) }
+    };
+    let clinician = user_id("demo.clinician").await.unwrap_or_default();
+    let nurse = user_id("demo.nurse").await.unwrap_or_default();
+    let object = |v: Value| match v {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    let put = |resource_type: &str, id: &str, body: Value| WriteOp::Put {
+        resource_type: resource_type.to_owned(),
+        id: id.to_owned(),
+        body: object(body),
+        if_match: None,
+        create_only: false,
+    };
+    let mut ops = vec![
+        put(
+            "Organization",
+            "demo-org",
+            json!({"resourceType": "Organization", "id": "demo-org", "name": DEMO_SITE, "active": true}),
+        ),
+        put(
+            "Practitioner",
+            "demo-dr",
+            json!({"resourceType": "Practitioner", "id": "demo-dr", "active": true,
+                   "identifier": [{"system": caduceus_vault::service::USER_SYSTEM, "value": clinician}],
+                   "name": [{"family": "Ward", "given": ["Imogen"], "prefix": ["Dr"]}]}),
+        ),
+        put(
+            "Practitioner",
+            "demo-rn",
+            json!({"resourceType": "Practitioner", "id": "demo-rn", "active": true,
+                   "identifier": [{"system": caduceus_vault::service::USER_SYSTEM, "value": nurse}],
+                   "name": [{"family": "Abbot", "given": ["Tomas"]}]}),
+        ),
+    ];
+    for (i, (family, given)) in DEMO_FAMILIES.iter().zip(DEMO_GIVENS).enumerate() {
+        let n = i + 1;
+        let pid = format!("demo-patient-{n:04}");
+        let year = 1940 + (n * 3) % 70;
+        ops.push(put(
+            "Patient",
+            &pid,
+            json!({"resourceType": "Patient", "id": pid, "active": true,
+                   "identifier": [{"system": "urn:oid:2.16.840.1.113883.19.5", "value": format!("SB-{:06}", 104_729 * n % 1_000_000)}],
+                   "name": [{"use": "official", "family": family, "given": [given]}],
+                   "gender": if n % 2 == 0 { "female" } else { "male" },
+                   "birthDate": format!("{year}-{:02}-{:02}", 1 + n % 12, 1 + n % 28),
+                   "address": [{"line": [format!("{} Harbour Road", 10 + n)], "city": "Kilbride", "postalCode": format!("KB{n:02} 3XY"), "country": "IE"}],
+                   "managingOrganization": {"reference": "Organization/demo-org"}}),
+        ));
+        let enc = format!("demo-enc-{n:04}");
+        let participant =
+            if n <= 10 { json!([{"individual": {"reference": "Practitioner/demo-dr"}}]) } else { json!([]) };
+        ops.push(put(
+            "Encounter",
+            &enc,
+            json!({"resourceType": "Encounter", "id": enc, "status": "finished",
+                   "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                   "subject": {"reference": format!("Patient/{pid}")},
+                   "participant": participant,
+                   "period": {"start": format!("2026-11-{:02}T09:00:00Z", 1 + n % 27), "end": format!("2026-11-{:02}T09:40:00Z", 1 + n % 27)},
+                   "serviceProvider": {"reference": "Organization/demo-org"}}),
+        ));
+        for (k, (code, display, unit, value)) in
+            [("8867-4", "Heart rate", "/min", 60 + (n * 7) % 40), ("8310-5", "Body temperature", "Cel", 36)]
+                .into_iter()
+                .enumerate()
+        {
+            let oid = format!("demo-obs-{n:04}-{k}");
+            ops.push(put(
+                "Observation",
+                &oid,
+                json!({"resourceType": "Observation", "id": oid, "status": "final",
+                       "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
+                       "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}]},
+                       "subject": {"reference": format!("Patient/{pid}")},
+                       "encounter": {"reference": format!("Encounter/{enc}")},
+                       "effectiveDateTime": format!("2026-11-{:02}T09:15:00Z", 1 + n % 27),
+                       "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}}),
+            ));
+        }
+        if n % 4 == 0 {
+            let cid = format!("demo-cond-{n:04}");
+            ops.push(put(
+                "Condition",
+                &cid,
+                json!({"resourceType": "Condition", "id": cid,
+                       "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                       "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003", "display": "Hypertensive disorder"}]},
+                       "subject": {"reference": format!("Patient/{pid}")},
+                       "recordedDate": "2026-10-02"}),
+            ));
+        }
+        if n <= 5 {
+            let tid = format!("demo-careteam-{n:04}");
+            ops.push(put(
+                "CareTeam",
+                &tid,
+                json!({"resourceType": "CareTeam", "id": tid, "status": "active",
+                       "subject": {"reference": format!("Patient/{pid}")},
+                       "participant": [{"member": {"reference": "Practitioner/demo-rn"}}]}),
+            ));
+        }
+    }
+    // Patient 7 refuses the demo clinician: the consent overrides the encounter.
+    ops.push(put(
+        "Consent",
+        "demo-consent-0007",
+        json!({"resourceType": "Consent", "id": "demo-consent-0007", "status": "active",
+               "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
+               "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+               "patient": {"reference": "Patient/demo-patient-0007"},
+               "dateTime": "2026-11-01T10:00:00Z",
+               "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+               "provision": {"type": "permit",
+                             "provision": [{"type": "deny", "actor": [{"role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRCP"}]},
+                                                                       "reference": {"reference": "Practitioner/demo-dr"}}]}]}}),
+    ));
+    vault.write(&who, ops).await.map_err(failed)?;
+    Ok(())
+}

@@ -72,10 +72,10 @@ pub async fn start_access_index(platform: &Arc<Platform>) -> Result<tokio::task:
                 Some(_) => match tokio::time::timeout(Duration::from_millis(50), subscription.next()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        if let Some(seq) = unacked.take() {
-                            if let Err(e) = subscription.ack(seq).await {
-                                tracing::warn!(error = %e, "access index: acknowledging failed");
-                            }
+                        if let Some(seq) = unacked.take()
+                            && let Err(e) = subscription.ack(seq).await
+                        {
+                            tracing::warn!(error = %e, "access index: acknowledging failed");
                         }
                         continue;
                     }

@@ -277,6 +277,7 @@ async fn every_route_declares_its_access_and_the_server_enforces_it() {
         ("POST", "/api/v1/auth/passkey/finish"),
         ("GET", "/api/v1/auth/oidc/login"),
         ("GET", "/api/v1/auth/oidc/callback"),
+        ("GET", "/fhir/metadata"),
     ]
     .into_iter()
     .collect();

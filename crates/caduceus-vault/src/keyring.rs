@@ -59,7 +59,7 @@ impl Keyring {
     /// Open the keyring over a store and a key directory (creating the
     /// first KEK and the blind-index key on first use).
     pub async fn open(store: Arc<dyn Store>, dir: KekDir, now: Timestamp) -> Result<Self, KeyringError> {
-        let keks = dir.load_all(true)?;
+        let keks = dir.load_all(Some(now))?;
         let index = load_or_create(&*store, &keks, INDEX_KEY, now).await?;
         Ok(Self {
             store,
@@ -88,7 +88,7 @@ impl Keyring {
 
     /// Re-read the key directory (a rotation by another process added a KEK).
     fn reload(&self) -> Result<Vec<Arc<Kek>>, KeyringError> {
-        let keks = self.dir.load_all(false)?;
+        let keks = self.dir.load_all(None)?;
         match self.keks.write() {
             Ok(mut k) => *k = keks.clone(),
             Err(poisoned) => *poisoned.into_inner() = keks.clone(),
@@ -154,8 +154,8 @@ impl Keyring {
     /// stay until `retire_old` removes them once nothing needs them: until
     /// then, backups taken before the rotation stay readable with them.
     /// Returns (new KEK id, keys re-wrapped).
-    pub async fn rotate(&self, retire_old: bool) -> Result<(String, u64), KeyringError> {
-        self.dir.create_next()?;
+    pub async fn rotate(&self, retire_old: bool, now: Timestamp) -> Result<(String, u64), KeyringError> {
+        self.dir.create_next(now)?;
         let keks = self.reload()?;
         let newest = keks.first().cloned().ok_or(KeyringError::NoKek)?;
         let newest_id = newest.id().to_string();
@@ -266,12 +266,13 @@ impl KekDir {
         Ok(files)
     }
 
-    /// Every KEK, newest first; with `create`, the first one is made if there is none.
-    pub fn load_all(&self, create: bool) -> Result<Vec<Arc<Kek>>, KeyringError> {
+    /// Every KEK, newest first; with `create_at`, the first one is made
+    /// (named after that time) if there is none.
+    pub fn load_all(&self, create_at: Option<Timestamp>) -> Result<Vec<Arc<Kek>>, KeyringError> {
         let files = self.files()?;
-        if files.is_empty() && create {
-            self.create_next()?;
-            return self.load_all(false);
+        if let (true, Some(now)) = (files.is_empty(), create_at) {
+            self.create_next(now)?;
+            return self.load_all(None);
         }
         if files.is_empty() {
             return Err(KeyringError::NoKek);
@@ -279,10 +280,11 @@ impl KekDir {
         files.iter().map(|f| Ok(Arc::new(Kek::load(f)?))).collect()
     }
 
-    /// Write a new KEK file named after the current time (later than any existing).
-    pub fn create_next(&self) -> Result<PathBuf, KeyringError> {
+    /// Write a new KEK file named after `now` (and later than any existing).
+    pub fn create_next(&self, now: Timestamp) -> Result<PathBuf, KeyringError> {
         create_private_dir(&self.path)?;
-        let stamp = time::OffsetDateTime::now_utc();
+        let stamp = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now.as_millis()) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         let mut name = format!(
             "kek-{:04}{:02}{:02}T{:02}{:02}{:02}{:09}.key",
             stamp.year(),
@@ -293,10 +295,10 @@ impl KekDir {
             stamp.second(),
             stamp.nanosecond()
         );
-        if let Some(newest) = self.files()?.first().and_then(|p| p.file_name()).and_then(|n| n.to_str()) {
-            if name.as_str() <= newest {
-                name = format!("{}-1.key", newest.trim_end_matches(".key"));
-            }
+        if let Some(newest) = self.files()?.first().and_then(|p| p.file_name()).and_then(|n| n.to_str())
+            && name.as_str() <= newest
+        {
+            name = format!("{}-1.key", newest.trim_end_matches(".key"));
         }
         let path = self.path.join(name);
         Kek::load_or_create(&path)?;

@@ -210,12 +210,16 @@ pub struct GrantView {
     pub review_note: Option<String>,
 }
 
+/// A cached fact and when it was read (ms).
+type Cached<T> = (i64, Arc<Vec<T>>);
+
 /// Cached facts, each with the time it was read.
 #[derive(Default)]
 struct FactCache {
-    practitioners: HashMap<String, (i64, Arc<Vec<String>>)>,
-    relationships: HashMap<(String, String), (i64, Arc<Vec<Relationship>>)>,
-    consents: HashMap<String, (i64, Arc<Vec<Value>>)>,
+    practitioners: HashMap<String, Cached<String>>,
+    /// By (user, patient).
+    relationships: HashMap<(String, String), Cached<Relationship>>,
+    consents: HashMap<String, Cached<Value>>,
 }
 
 pub struct Vault {
@@ -293,10 +297,10 @@ impl Vault {
 
     async fn practitioner_refs(&self, user_id: &str) -> Result<Arc<Vec<String>>> {
         let now = self.now().as_millis();
-        if let Some((at, refs)) = self.facts.lock().ok().and_then(|f| f.practitioners.get(user_id).cloned()) {
-            if now - at < FACT_TTL_MS {
-                return Ok(refs);
-            }
+        if let Some((at, refs)) = self.facts.lock().ok().and_then(|f| f.practitioners.get(user_id).cloned())
+            && now - at < FACT_TTL_MS
+        {
+            return Ok(refs);
         }
         let params = vec![("identifier".to_owned(), format!("{USER_SYSTEM}|{user_id}"))];
         let request = search::parse_search("Practitioner", &params, self.keys.indexer())
@@ -320,10 +324,10 @@ impl Vault {
     ) -> Result<Arc<Vec<Relationship>>> {
         let now = self.now().as_millis();
         let key = (user_id.to_owned(), patient.to_owned());
-        if let Some((at, rels)) = self.facts.lock().ok().and_then(|f| f.relationships.get(&key).cloned()) {
-            if now - at < FACT_TTL_MS {
-                return Ok(rels);
-            }
+        if let Some((at, rels)) = self.facts.lock().ok().and_then(|f| f.relationships.get(&key).cloned())
+            && now - at < FACT_TTL_MS
+        {
+            return Ok(rels);
         }
         let mut rels = Vec::new();
         if let Some(detail) = self.store.assignment(user_id, patient).await? {
@@ -356,10 +360,10 @@ impl Vault {
 
     async fn consents(&self, patient: &str) -> Result<Arc<Vec<Value>>> {
         let now = self.now().as_millis();
-        if let Some((at, consents)) = self.facts.lock().ok().and_then(|f| f.consents.get(patient).cloned()) {
-            if now - at < FACT_TTL_MS {
-                return Ok(consents);
-            }
+        if let Some((at, consents)) = self.facts.lock().ok().and_then(|f| f.consents.get(patient).cloned())
+            && now - at < FACT_TTL_MS
+        {
+            return Ok(consents);
         }
         let compartment = Compartment::Patient(patient.to_owned()).key_name();
         let query = RecordQuery {
@@ -757,18 +761,18 @@ impl Vault {
                     } else {
                         return Err(ResourceError::MissingType.into());
                     }
-                    if let (false, Some(body_id)) = (create_only, body.get("id").and_then(Value::as_str)) {
-                        if body_id != id {
-                            return Err(ResourceError::IdMismatch { expected: id, found: body_id.to_owned() }.into());
-                        }
+                    if let (false, Some(body_id)) = (create_only, body.get("id").and_then(Value::as_str))
+                        && body_id != id
+                    {
+                        return Err(ResourceError::IdMismatch { expected: id, found: body_id.to_owned() }.into());
                     }
-                    if let Some(expected) = if_match {
-                        if live.map(|c| c.version) != Some(expected) {
-                            return Err(VaultError::PreconditionFailed(format!(
-                                "{resource_type}/{id}: If-Match names version {expected}, the current version is {}",
-                                live.map_or("none".to_owned(), |c| c.version.to_string())
-                            )));
-                        }
+                    if let Some(expected) = if_match
+                        && live.map(|c| c.version) != Some(expected)
+                    {
+                        return Err(VaultError::PreconditionFailed(format!(
+                            "{resource_type}/{id}: If-Match names version {expected}, the current version is {}",
+                            live.map_or("none".to_owned(), |c| c.version.to_string())
+                        )));
                     }
                     let created = live.is_none();
                     let expected = match (create_only, if_match, current.as_ref()) {
@@ -786,12 +790,12 @@ impl Vault {
                     let (write, resource) = self.prepare(&resource_type, &id, next, body, expected, now).await?;
                     let new_patient = patient_of_compartment(&write.row.compartment).map(str::to_owned);
                     let old_patient = live.and_then(|c| patient_of_compartment(&c.compartment)).map(str::to_owned);
-                    if let (Some(old), Some(new)) = (&old_patient, &new_patient) {
-                        if old != new {
-                            return Err(VaultError::Unprocessable(format!(
-                                "{resource_type}/{id} cannot move to another patient's record; create a new resource"
-                            )));
-                        }
+                    if let (Some(old), Some(new)) = (&old_patient, &new_patient)
+                        && old != new
+                    {
+                        return Err(VaultError::Unprocessable(format!(
+                            "{resource_type}/{id} cannot move to another patient's record; create a new resource"
+                        )));
                     }
                     let category = security_label(&resource);
                     let access = Access {
@@ -873,15 +877,31 @@ impl Vault {
         }
         let outcome = self.store.write_records(&writes).await;
         let audit_outcome = if outcome.is_ok() { AccessOutcome::Allowed } else { AccessOutcome::Failed };
-        for (action, resource_type, resource, patients, decision) in &audits {
-            let access = Access {
-                action: *action,
-                resource_type,
-                resource: resource.clone(),
-                patients: patients.clone(),
-                query: None,
+        // One event per single write; a bundle's writes are grouped per
+        // (action, patient, grant) so that importing a record of a thousand
+        // resources is a handful of events, each listing what it covers.
+        type Group = (&'static str, Vec<String>, Option<String>);
+        let mut groups: BTreeMap<Group, (RecordAction, Vec<usize>)> = BTreeMap::new();
+        for (i, (action, _, _, patients, decision)) in audits.iter().enumerate() {
+            let key = (action.as_str(), patients.clone(), Self::grant_of(decision));
+            groups.entry(key).or_insert_with(|| (*action, Vec::new())).1.push(i);
+        }
+        for ((_, patients, grant), (action, members)) in groups {
+            let Some(first) = members.first().and_then(|i| audits.get(*i)) else { continue };
+            let (_, first_type, first_resource, _, decision) = first;
+            let types: BTreeSet<&str> = members.iter().filter_map(|i| audits.get(*i)).map(|a| a.1.as_str()).collect();
+            let resource_type = if types.len() == 1 { first_type.as_str() } else { "Bundle" };
+            let (resource, detail) = if members.len() == 1 {
+                (first_resource.clone(), None)
+            } else {
+                let listed: Vec<&str> =
+                    members.iter().filter_map(|i| audits.get(*i)).filter_map(|a| a.2.as_deref()).take(20).collect();
+                let more = members.len().saturating_sub(listed.len());
+                let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+                (None, Some(format!("{} resources: {}{tail}", members.len(), listed.join(", "))))
             };
-            self.audit(who, &access, audit_outcome, Some(decision), Self::grant_of(decision).as_deref(), None).await?;
+            let access = Access { action, resource_type, resource, patients, query: None };
+            self.audit(who, &access, audit_outcome, Some(decision), grant.as_deref(), detail).await?;
         }
         outcome?;
         Ok(results)
@@ -997,14 +1017,12 @@ impl Vault {
                     continue;
                 }
                 let Some(resource) = &stored.resource else { continue };
-                if let Compartment::Patient(p) = resource::compartment_of(&stored.resource_type, &stored.id, resource) {
-                    if seen.insert(p.clone()) {
-                        if let Some(row) = self.store.current_record("Patient", &p).await? {
-                            if !row.deleted {
-                                page.included.push(self.open_row(&row).await?);
-                            }
-                        }
-                    }
+                if let Compartment::Patient(p) = resource::compartment_of(&stored.resource_type, &stored.id, resource)
+                    && seen.insert(p.clone())
+                    && let Some(row) = self.store.current_record("Patient", &p).await?
+                    && !row.deleted
+                {
+                    page.included.push(self.open_row(&row).await?);
                 }
             }
         }
@@ -1470,10 +1488,10 @@ impl Vault {
                 let shared = resource::SHARED_TYPES.contains(&entry.resource_type.as_str());
                 (dedupe_shared && shared).then(|| first_identifier(entry.resource.as_ref())).flatten()
             });
-            if let Some(condition) = condition {
-                if let Some(id) = self.match_one(&entry.resource_type, &condition).await? {
-                    existing.insert(entry.index, id);
-                }
+            if let Some(condition) = condition
+                && let Some(id) = self.match_one(&entry.resource_type, &condition).await?
+            {
+                existing.insert(entry.index, id);
             }
         }
         let mut new_id = || uuid::Uuid::new_v4().to_string();

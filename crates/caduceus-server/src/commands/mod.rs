@@ -54,6 +54,7 @@ pub async fn demo(data_dir: PathBuf, listen: String) -> Result<(), ServerError> 
     demo::seed(&platform).await?;
     let identity = crate::identity::service(&platform, false).await?;
     let users = demo::seed_users(&identity).await.map_err(|e| ServerError::Io(format!("demo users: {e}")))?;
+    demo::seed_records(&platform, &identity).await?;
     let ledger = ledger_lines(&platform);
     serve::run(platform, serve::shutdown_signal(), |listening| {
         println!("Caduceus demo: {}", demo::DEMO_SITE);
@@ -67,6 +68,11 @@ pub async fn demo(data_dir: PathBuf, listen: String) -> Result<(), ServerError> 
             listening.url()
         );
         println!("  api description: {}/api/openapi.json", listening.url());
+        println!(
+            "  patient records: {}/fhir (FHIR R4; 20 fictional patients; demo.clinician cares for",
+            listening.url()
+        );
+        println!("                   demo-patient-0001..0010, except 0007 who refuses them by consent)");
         println!("  demo accounts (passwords new each start; admin, security-analyst and auditor enrol TOTP");
         println!("  or a passkey at first sign-in: POST /api/v1/auth/login, then /api/v1/account/totp):");
         for user in &users {

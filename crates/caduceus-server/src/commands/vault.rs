@@ -230,7 +230,7 @@ pub async fn rotate_kek(
     let platform = Platform::start(config, Arc::new(SystemClock)).await?;
     let result = async {
         let vault = crate::vault::open(&platform).await?;
-        let (id, count) = vault.keyring().rotate(retire_old).await.map_err(|e| fail(e.to_string()))?;
+        let (id, count) = vault.keyring().rotate(retire_old, platform.clock.now()).await.map_err(|e| fail(e.to_string()))?;
         println!("new key-encryption key {id}; {count} data keys re-wrapped");
         if retire_old {
             println!("older key-encryption key files were removed: backups taken before now can no longer be opened");

@@ -283,8 +283,8 @@ pub fn capability_statement(state: &AppState) -> Value {
                 "conditionalDelete": "not-supported",
                 "searchParam": params,
             });
-            if *t == "Patient" {
-                if let Value::Object(map) = &mut r {
+            if *t == "Patient"
+                && let Value::Object(map) = &mut r {
                     map.insert(
                         "operation".to_owned(),
                         json!([
@@ -297,7 +297,6 @@ pub fn capability_statement(state: &AppState) -> Value {
                         ]),
                     );
                 }
-            }
             r
         })
         .collect();
@@ -405,7 +404,7 @@ fn search_bundle(state: &AppState, resource_type: &str, params: &[(String, Strin
 fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'|' | b',') {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'|' | b',' | b'/') {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
