@@ -138,6 +138,12 @@ store_suite!(
     recovery_codes_are_single_use,
     passkeys_round_trip_and_update,
     sessions_are_found_elevated_and_revoked,
+    record_versions_keep_their_history_and_expectations,
+    record_search_matches_terms_ranges_and_compartments,
+    shredding_destroys_the_key_and_the_search_terms,
+    data_keys_are_inserted_once_and_rewrapped_by_compare_and_set,
+    break_glass_grants_expire_and_are_reviewed_once,
+    assignments_and_the_access_index,
 );
 
 fn event(n: u64) -> SecurityEvent {
@@ -473,4 +479,253 @@ async fn sessions_are_found_elevated_and_revoked(h: &mut Harness) {
     assert!(!h.store.elevate_session(&[3; 32], Timestamp(9_000)).await.unwrap(), "revoked stays revoked");
     assert_eq!(h.store.revoke_sessions_of(&alice.user_id, None, Timestamp(5_000)).await.unwrap(), 1);
     assert_eq!(h.store.find_session(&[9; 32]).await.unwrap(), None);
+}
+
+// ----- the vault's records -------------------------------------------------
+
+use caduceus_store::vault::{
+    BreakGlassRow, Expected, IndexRow, IndexValue, KeyRow, QueryClause, QueryMatch, RangeCond, RangePrefix,
+    RecordQuery, RecordWrite, Records, SortField, VersionRow,
+};
+
+fn version(t: &str, id: &str, v: u64, compartment: &str, at: i64) -> VersionRow {
+    VersionRow {
+        resource_type: t.into(),
+        id: id.into(),
+        version: v,
+        compartment: compartment.into(),
+        updated: Timestamp(at),
+        deleted: false,
+        sealed: Some(format!("sealed {t}/{id}/{v}").into_bytes()),
+    }
+}
+
+fn write(row: VersionRow, expected: Expected, index: Vec<IndexRow>) -> RecordWrite {
+    RecordWrite { row, expected, index }
+}
+
+fn term(param: &str, t: &str) -> IndexRow {
+    IndexRow { param: param.into(), value: IndexValue::Term(t.into()) }
+}
+
+fn range(param: &str, lo: i64, hi: i64) -> IndexRow {
+    IndexRow { param: param.into(), value: IndexValue::Range { lo, hi } }
+}
+
+async fn record_versions_keep_their_history_and_expectations(h: &mut Harness) {
+    let s = &h.store;
+    s.write_records(&[write(
+        version("Patient", "p1", 1, "Patient/p1", 10),
+        Expected::Absent,
+        vec![term("family", "aa")],
+    )])
+    .await
+    .unwrap();
+    // A second create of the same id is a conflict; so is a stale version.
+    let again =
+        s.write_records(&[write(version("Patient", "p1", 1, "Patient/p1", 11), Expected::Absent, vec![])]).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let stale =
+        s.write_records(&[write(version("Patient", "p1", 2, "Patient/p1", 11), Expected::Version(5), vec![])]).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    s.write_records(&[write(
+        version("Patient", "p1", 2, "Patient/p1", 12),
+        Expected::Version(1),
+        vec![term("family", "bb")],
+    )])
+    .await
+    .unwrap();
+    let current = s.current_record("Patient", "p1").await.unwrap().unwrap();
+    assert_eq!((current.version, current.sealed.as_deref()), (2, Some(&b"sealed Patient/p1/2"[..])));
+    let v1 = s.record_version("Patient", "p1", 1).await.unwrap().unwrap();
+    assert_eq!(v1.sealed.as_deref(), Some(&b"sealed Patient/p1/1"[..]));
+    let history = s.record_history("Patient", "p1", 10).await.unwrap();
+    assert_eq!(history.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1]);
+    // The index follows the current version only.
+    let by = |t: &str| RecordQuery {
+        resource_type: Some("Patient".into()),
+        clauses: vec![QueryClause { param: "family".into(), any_of: vec![QueryMatch::Term(t.into())] }],
+        limit: 10,
+        ..RecordQuery::default()
+    };
+    assert!(s.search_records(&by("aa")).await.unwrap().0.is_empty());
+    assert_eq!(s.search_records(&by("bb")).await.unwrap().0.len(), 1);
+    // A transaction is atomic: one bad write stores nothing.
+    let batch = [
+        write(version("Observation", "o1", 1, "Patient/p1", 13), Expected::Absent, vec![]),
+        write(version("Patient", "p1", 3, "Patient/p1", 13), Expected::Version(1), vec![]),
+    ];
+    assert!(s.write_records(&batch).await.is_err());
+    assert!(s.current_record("Observation", "o1").await.unwrap().is_none());
+    // A deletion is a version without a body; a create may follow it.
+    let mut gone = version("Patient", "p1", 3, "Patient/p1", 14);
+    gone.deleted = true;
+    gone.sealed = None;
+    s.write_records(&[write(gone, Expected::Version(2), vec![])]).await.unwrap();
+    assert!(s.search_records(&by("bb")).await.unwrap().0.is_empty(), "a deleted resource is not found");
+    s.write_records(&[write(version("Patient", "p1", 4, "Patient/p1", 15), Expected::Absent, vec![])]).await.unwrap();
+    assert_eq!(s.count_records().await.unwrap(), [("Patient".to_owned(), 1)]);
+}
+
+async fn record_search_matches_terms_ranges_and_compartments(h: &mut Harness) {
+    let s = &h.store;
+    let day = 86_400_000;
+    let mut writes = Vec::new();
+    for i in 0..6i64 {
+        let id = format!("o{i}");
+        let patient = if i % 2 == 0 { "Patient/a" } else { "Patient/b" };
+        let v = version("Observation", &id, 1, patient, 100 + i);
+        let index = vec![term("code", if i < 3 { "hr" } else { "temp" }), range("date", i * day, i * day + day - 1)];
+        writes.push(write(v, Expected::Absent, index));
+    }
+    s.write_records(&writes).await.unwrap();
+    let query = |clauses: Vec<QueryClause>| RecordQuery {
+        resource_type: Some("Observation".into()),
+        clauses,
+        sort: vec![(SortField::Id, false)],
+        limit: 100,
+        with_total: true,
+        ..RecordQuery::default()
+    };
+    let ids = |rows: Vec<VersionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let date = |prefix, lo, hi| QueryClause {
+        param: "date".into(),
+        any_of: vec![QueryMatch::Range(RangeCond { prefix, lo, hi })],
+    };
+    let code = |t: &str| QueryClause { param: "code".into(), any_of: vec![QueryMatch::Term(t.into())] };
+    let (rows, total) = s.search_records(&query(vec![code("hr")])).await.unwrap();
+    assert_eq!((ids(rows), total), (vec!["o0".to_owned(), "o1".into(), "o2".into()], Some(3)));
+    // Day 2 exactly; from day 4 on; before day 1; AND of two clauses.
+    let (rows, _) = s.search_records(&query(vec![date(RangePrefix::Eq, 2 * day, 3 * day - 1)])).await.unwrap();
+    assert_eq!(ids(rows), ["o2"]);
+    let (rows, _) = s.search_records(&query(vec![date(RangePrefix::Ge, 4 * day, 5 * day - 1)])).await.unwrap();
+    assert_eq!(ids(rows), ["o4", "o5"]);
+    let (rows, _) = s.search_records(&query(vec![date(RangePrefix::Lt, day, 2 * day - 1)])).await.unwrap();
+    assert_eq!(ids(rows), ["o0"]);
+    let (rows, _) =
+        s.search_records(&query(vec![date(RangePrefix::Sa, 3 * day, 4 * day - 1), code("temp")])).await.unwrap();
+    assert_eq!(ids(rows), ["o4", "o5"]);
+    // Comma: either value.
+    let either = QueryClause {
+        param: "code".into(),
+        any_of: vec![QueryMatch::Term("hr".into()), QueryMatch::Term("temp".into())],
+    };
+    assert_eq!(s.search_records(&query(vec![either])).await.unwrap().1, Some(6));
+    // A patient's own compartment only; paging; newest first by default.
+    let mine = RecordQuery { compartments: Some(vec!["Patient/b".into()]), ..query(vec![]) };
+    assert_eq!(ids(s.search_records(&mine).await.unwrap().0), ["o1", "o3", "o5"]);
+    let page = RecordQuery { limit: 2, offset: 2, sort: vec![], with_total: false, ..query(vec![]) };
+    assert_eq!(ids(s.search_records(&page).await.unwrap().0), ["o3", "o2"]);
+    let by_date = RecordQuery { sort: vec![(SortField::Date, true)], limit: 1, ..query(vec![]) };
+    assert_eq!(ids(s.search_records(&by_date).await.unwrap().0), ["o5"]);
+    let rows = s.compartment_records("Patient/a", ("", ""), 10).await.unwrap();
+    assert_eq!(ids(rows), ["o0", "o2", "o4"]);
+    let rows = s.compartment_records("Patient/a", ("Observation", "o0"), 10).await.unwrap();
+    assert_eq!(ids(rows), ["o2", "o4"]);
+    let updated =
+        RecordQuery { updated: vec![RangeCond { prefix: RangePrefix::Ge, lo: 104, hi: 104 }], ..query(vec![]) };
+    assert_eq!(ids(s.search_records(&updated).await.unwrap().0), ["o4", "o5"]);
+}
+
+fn key(compartment: &str, kek: &str) -> KeyRow {
+    KeyRow {
+        compartment: compartment.into(),
+        wrapped: Some(format!("wrapped {compartment}").into_bytes()),
+        kek_id: kek.into(),
+        created: Timestamp(1),
+        shredded: None,
+        legal_hold: None,
+    }
+}
+
+async fn shredding_destroys_the_key_and_the_search_terms(h: &mut Harness) {
+    let s = &h.store;
+    s.insert_key(&key("Patient/a", "k1")).await.unwrap();
+    s.insert_key(&key("Patient/b", "k1")).await.unwrap();
+    s.write_records(&[
+        write(version("Patient", "a", 1, "Patient/a", 1), Expected::Absent, vec![term("family", "x")]),
+        write(version("Patient", "b", 1, "Patient/b", 1), Expected::Absent, vec![term("family", "x")]),
+    ])
+    .await
+    .unwrap();
+    // A legal hold blocks it.
+    assert!(s.set_legal_hold("Patient/a", Some("litigation 2026-114")).await.unwrap());
+    assert!(!s.shred("Patient/a", Timestamp(5)).await.unwrap());
+    assert!(s.key("Patient/a").await.unwrap().unwrap().wrapped.is_some());
+    assert!(s.set_legal_hold("Patient/a", None).await.unwrap());
+    assert!(s.shred("Patient/a", Timestamp(6)).await.unwrap());
+    assert!(!s.shred("Patient/a", Timestamp(7)).await.unwrap(), "only once");
+    let tombstone = s.key("Patient/a").await.unwrap().unwrap();
+    assert_eq!((tombstone.wrapped, tombstone.shredded), (None, Some(Timestamp(6))));
+    assert!(s.current_record("Patient", "a").await.unwrap().is_none());
+    assert!(s.record_version("Patient", "a", 1).await.unwrap().is_some(), "the ciphertext stays, unreadable");
+    let q = RecordQuery {
+        clauses: vec![QueryClause { param: "family".into(), any_of: vec![QueryMatch::Term("x".into())] }],
+        limit: 10,
+        ..RecordQuery::default()
+    };
+    assert_eq!(s.search_records(&q).await.unwrap().0.len(), 1, "only the other patient is found");
+}
+
+async fn data_keys_are_inserted_once_and_rewrapped_by_compare_and_set(h: &mut Harness) {
+    let s = &h.store;
+    assert!(s.insert_key(&key("Patient/a", "k1")).await.unwrap());
+    assert!(!s.insert_key(&key("Patient/a", "k2")).await.unwrap(), "the first key wins");
+    assert_eq!(s.key("Patient/a").await.unwrap().unwrap().kek_id, "k1");
+    s.insert_key(&key("shared", "k1")).await.unwrap();
+    assert!(!s.rewrap_key("Patient/a", "k0", b"new", "k2").await.unwrap(), "wrong old kek");
+    assert!(s.rewrap_key("Patient/a", "k1", b"new", "k2").await.unwrap());
+    let row = s.key("Patient/a").await.unwrap().unwrap();
+    assert_eq!((row.kek_id.as_str(), row.wrapped.as_deref()), ("k2", Some(&b"new"[..])));
+    let all = s.keys_after("", 10).await.unwrap();
+    assert_eq!(all.iter().map(|k| k.compartment.as_str()).collect::<Vec<_>>(), ["Patient/a", "shared"]);
+    assert_eq!(s.keys_after("Patient/a", 10).await.unwrap().len(), 1);
+}
+
+async fn break_glass_grants_expire_and_are_reviewed_once(h: &mut Harness) {
+    let s = &h.store;
+    let grant = |id: &str, created: i64| BreakGlassRow {
+        grant_id: id.into(),
+        user_id: "u1".into(),
+        patient_id: "p1".into(),
+        reason: b"sealed reason".to_vec(),
+        created: Timestamp(created),
+        expires: Timestamp(created + 1000),
+        reviewed: None,
+        reviewer: None,
+        review_outcome: None,
+        review_note: None,
+    };
+    s.insert_break_glass(&grant("bg-1", 100)).await.unwrap();
+    s.insert_break_glass(&grant("bg-2", 5000)).await.unwrap();
+    assert_eq!(s.active_break_glass("u1", "p1", Timestamp(500)).await.unwrap().len(), 1);
+    assert!(s.active_break_glass("u1", "p1", Timestamp(1100)).await.unwrap().is_empty(), "expired");
+    assert!(s.active_break_glass("u2", "p1", Timestamp(500)).await.unwrap().is_empty(), "another user");
+    assert_eq!(s.count_break_glass_since("u1", Timestamp(0)).await.unwrap(), 2);
+    assert_eq!(s.list_break_glass(true, 10).await.unwrap().len(), 2);
+    assert!(s.review_break_glass("bg-1", "auditor", "justified", Some(b"note"), Timestamp(6000)).await.unwrap());
+    assert!(!s.review_break_glass("bg-1", "auditor", "unjustified", None, Timestamp(6001)).await.unwrap(), "once");
+    let pending = s.list_break_glass(true, 10).await.unwrap();
+    assert_eq!(pending.iter().map(|g| g.grant_id.as_str()).collect::<Vec<_>>(), ["bg-2"]);
+    let reviewed = s.break_glass("bg-1").await.unwrap().unwrap();
+    assert_eq!(reviewed.review_outcome.as_deref(), Some("justified"));
+}
+
+async fn assignments_and_the_access_index(h: &mut Harness) {
+    let s = &h.store;
+    s.put_assignment("u1", "p1", "ward 7 admission", Timestamp(1)).await.unwrap();
+    assert_eq!(s.assignment("u1", "p1").await.unwrap().as_deref(), Some("ward 7 admission"));
+    assert!(s.delete_assignment("u1", "p1").await.unwrap());
+    assert!(s.assignment("u1", "p1").await.unwrap().is_none());
+    s.append_events(&[stored(1), stored(2), stored(3)]).await.unwrap();
+    s.record_access(1, &["p1".into(), "p2".into()]).await.unwrap();
+    s.record_access(3, &["p1".into()]).await.unwrap();
+    s.record_access(3, &["p1".into()]).await.unwrap();
+    let log = s.access_events("p1", 0, 10).await.unwrap();
+    assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3]);
+    assert_eq!(s.access_events("p1", 1, 10).await.unwrap().len(), 1);
+    assert_eq!(s.access_events("p2", 0, 10).await.unwrap().len(), 1);
+    let uid = log[0].event.uid().to_string();
+    assert_eq!(s.event_by_uid(&uid).await.unwrap().unwrap().seq, 1);
+    assert!(s.event_by_uid("nope").await.unwrap().is_none());
 }
