@@ -485,7 +485,7 @@ async fn sessions_are_found_elevated_and_revoked(h: &mut Harness) {
 
 use caduceus_store::vault::{
     BreakGlassRow, Expected, IndexRow, IndexValue, KeyRow, QueryClause, QueryMatch, RangeCond, RangePrefix,
-    RecordQuery, RecordWrite, Records, SortField, VersionRow,
+    RecordQuery, RecordWrite, SortField, VersionRow,
 };
 
 fn version(t: &str, id: &str, v: u64, compartment: &str, at: i64) -> VersionRow {
