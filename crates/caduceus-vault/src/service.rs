@@ -229,6 +229,71 @@ pub struct Vault {
     sink: Arc<dyn AccessSink>,
     settings: VaultSettings,
     facts: Mutex<FactCache>,
+    committer: Committer,
+}
+
+/// Group commit of record writes. Concurrent callers hand their writes to
+/// one task, which stores everything that arrived while it was busy in one
+/// transaction (one fsync). If that transaction fails (one caller's version
+/// conflict), each caller's writes are retried alone, so every caller gets
+/// exactly its own outcome and a transaction bundle stays all or nothing.
+struct Committer {
+    queue: tokio::sync::mpsc::Sender<CommitJob>,
+}
+
+struct CommitJob {
+    writes: Vec<RecordWrite>,
+    reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Most writes (resources) stored in one group commit.
+const MAX_GROUP_WRITES: usize = 2000;
+
+impl Committer {
+    fn start(store: Arc<dyn Store>) -> Self {
+        let (queue, mut jobs) = tokio::sync::mpsc::channel::<CommitJob>(1024);
+        tokio::spawn(async move {
+            while let Some(first) = jobs.recv().await {
+                let mut group = vec![first];
+                let mut size = group.iter().map(|j| j.writes.len()).sum::<usize>();
+                while size < MAX_GROUP_WRITES {
+                    match jobs.try_recv() {
+                        Ok(job) => {
+                            size += job.writes.len();
+                            group.push(job);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if group.len() == 1 {
+                    if let Some(job) = group.pop() {
+                        let outcome = store.write_records(&job.writes).await;
+                        let _ = job.reply.send(outcome);
+                    }
+                    continue;
+                }
+                let all: Vec<RecordWrite> = group.iter().flat_map(|j| j.writes.iter().cloned()).collect();
+                if store.write_records(&all).await.is_ok() {
+                    for job in group {
+                        let _ = job.reply.send(Ok(()));
+                    }
+                    continue;
+                }
+                for job in group {
+                    let outcome = store.write_records(&job.writes).await;
+                    let _ = job.reply.send(outcome);
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    async fn commit(&self, writes: Vec<RecordWrite>) -> Result<(), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let closed = || StoreError::Unavailable("the vault is shutting down".to_owned());
+        self.queue.send(CommitJob { writes, reply }).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
 }
 
 impl std::fmt::Debug for Vault {
@@ -267,6 +332,8 @@ struct Access<'a> {
 }
 
 impl Vault {
+    /// A vault over a store. Must be called inside a Tokio runtime: it
+    /// starts the task that group-commits writes.
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
@@ -274,7 +341,8 @@ impl Vault {
         sink: Arc<dyn AccessSink>,
         settings: VaultSettings,
     ) -> Self {
-        Self { store, clock, keys, sink, settings, facts: Mutex::new(FactCache::default()) }
+        let committer = Committer::start(store.clone());
+        Self { store, clock, keys, sink, settings, facts: Mutex::new(FactCache::default()), committer }
     }
 
     pub fn settings(&self) -> &VaultSettings {
@@ -745,7 +813,13 @@ impl Vault {
             if resource::READ_ONLY_TYPES.contains(&resource_type.as_str()) {
                 return Err(VaultError::ReadOnly(resource_type));
             }
-            let current = self.store.current_record(&resource_type, &id).await?;
+            // A create's id is server-assigned (a random UUID), so it is new:
+            // no need to look it up; the store still refuses a collision
+            // (`Expected::Absent`).
+            let current = match &op {
+                WriteOp::Put { create_only: true, .. } => None,
+                _ => self.store.current_record(&resource_type, &id).await?,
+            };
             let live = current.as_ref().filter(|c| !c.deleted);
             let next = current.as_ref().map_or(1, |c| c.version + 1);
             match op {
@@ -875,7 +949,7 @@ impl Vault {
                 }
             }
         }
-        let outcome = self.store.write_records(&writes).await;
+        let outcome = if writes.is_empty() { Ok(()) } else { self.committer.commit(writes).await };
         let audit_outcome = if outcome.is_ok() { AccessOutcome::Allowed } else { AccessOutcome::Failed };
         // One event per single write; a bundle's writes are grouped per
         // (action, patient, grant) so that importing a record of a thousand
