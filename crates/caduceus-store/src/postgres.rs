@@ -31,7 +31,7 @@ impl PostgresStore {
 
 crate::common::impl_shared_traits!(PostgresStore, sqlx::postgres::PgRow);
 crate::identity::impl_identity!(PostgresStore, sqlx::postgres::PgRow);
-crate::vault::impl_records!(PostgresStore, sqlx::postgres::PgRow);
+crate::vault::impl_records!(PostgresStore, sqlx::postgres::PgRow, "BEGIN");
 
 #[async_trait]
 impl Store for PostgresStore {

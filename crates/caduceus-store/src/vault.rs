@@ -228,7 +228,10 @@ pub trait Records: Send + Sync {
 
 /// The SQL, written once for both backends (see `common.rs` for why a macro).
 macro_rules! impl_records {
-    ($store:ty, $row:ty) => {
+    // `$begin` starts a write transaction: SQLite's must take the write lock
+    // at once (`BEGIN IMMEDIATE`), or a transaction that reads first fails
+    // with "database is locked" when another writer commits meanwhile.
+    ($store:ty, $row:ty, $begin:expr) => {
         const VERSION_COLUMNS: &str = "resource_type, id, version, compartment, updated_ms, deleted, sealed";
         const KEY_COLUMNS: &str = "compartment, wrapped, kek_id, created_ms, shredded_ms, legal_hold";
         const GRANT_COLUMNS: &str = "grant_id, user_id, patient_id, reason, created_ms, expires_ms, reviewed_ms, \
@@ -446,7 +449,7 @@ macro_rules! impl_records {
 
             async fn shred(&self, compartment: &str, at: caduceus_core::Timestamp) -> $crate::Result<bool> {
                 let e = $crate::StoreError::from_sqlx;
-                let mut tx = self.pool.begin().await.map_err(e)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(e)?;
                 let done = sqlx::query(
                     "UPDATE vault_keys SET wrapped = NULL, shredded_ms = $1 \
                      WHERE compartment = $2 AND wrapped IS NOT NULL AND legal_hold IS NULL",
@@ -480,7 +483,7 @@ macro_rules! impl_records {
                 use sqlx::Row;
                 use $crate::vault::{Expected, IndexValue};
                 let e = $crate::StoreError::from_sqlx;
-                let mut tx = self.pool.begin().await.map_err(e)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(e)?;
                 for write in writes {
                     let row = &write.row;
                     let current: Option<$row> = sqlx::query(
@@ -859,7 +862,7 @@ macro_rules! impl_records {
                     return Ok(());
                 }
                 let seq = $crate::seq_to_i64(seq)?;
-                let mut tx = self.pool.begin().await.map_err($crate::StoreError::from_sqlx)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err($crate::StoreError::from_sqlx)?;
                 for chunk in patients.chunks(400) {
                     let placeholders: Vec<String> =
                         (0..chunk.len()).map(|i| format!("(${}, $1)", i + 2)).collect();

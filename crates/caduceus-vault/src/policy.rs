@@ -380,8 +380,14 @@ impl Scope {
     }
 
     /// Whether the scope names this resource type (or `*`).
+    /// A wildcard never covers `AuditEvent`: who looked at records is for
+    /// the roles that name it (auditor, security analyst), not for every
+    /// clinician whose scope is `user/*`.
     pub fn covers(&self, resource_type: &str) -> bool {
-        self.resource_type.as_deref().is_none_or(|t| t == resource_type)
+        match self.resource_type.as_deref() {
+            Some(t) => t == resource_type,
+            None => resource_type != "AuditEvent",
+        }
     }
 
     /// Whether the scope grants `wanted` on `resource_type` in the

@@ -1477,19 +1477,33 @@ impl Vault {
         Ok(events)
     }
 
-    /// `GET AuditEvent/[id]`: an audit event rendered as an IHE BALP
-    /// AuditEvent (auditors and security analysts; AuditEvent scope).
+    /// `GET AuditEvent/[id]`: an access event rendered as an IHE BALP
+    /// AuditEvent, for whoever may read the access logs it belongs to.
     pub async fn audit_event(&self, who: &Requester, uid: &str) -> Result<Value> {
         let not_found = || VaultError::NotFound(format!("AuditEvent/{}", truncate(uid)));
         let Some(stored) = self.store.event_by_uid(uid).await? else { return Err(not_found()) };
+        let patients = match stored.event.payload() {
+            caduceus_core::event::Payload::RecordAccess { patients, .. } => patients.clone(),
+            _ => return Err(not_found()),
+        };
         let access = Access {
             action: RecordAction::Read,
             resource_type: "AuditEvent",
             resource: Some(format!("AuditEvent/{}", truncate(uid))),
-            patients: Vec::new(),
+            patients: patients.clone(),
             query: None,
         };
-        let decision = self.authorise(who, Action::Read, &access, None, None).await?;
+        // An event about patients is part of their access logs: whoever may
+        // read each of those logs may read it; one about no patient needs
+        // the AuditEvent scope.
+        let mut decision = None;
+        for patient in &patients {
+            decision = Some(self.authorise(who, Action::AccessLog, &access, Some(patient), None).await?);
+        }
+        let decision = match decision {
+            Some(d) => d,
+            None => self.authorise(who, Action::Read, &access, None, None).await?,
+        };
         let event = crate::audit::audit_event(&stored.event, &self.settings.server_name).ok_or_else(not_found)?;
         self.audit(who, &access, AccessOutcome::Allowed, Some(&decision), None, None).await?;
         Ok(event)
@@ -1842,7 +1856,10 @@ pub fn search_set(page: &SearchPage, base: &str) -> Value {
             json!({"resource": {"resourceType": "OperationOutcome", "issue": issues}, "search": {"mode": "outcome"}}),
         );
     }
-    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "entry": entries});
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset"});
+    if let (false, Value::Object(map)) = (entries.is_empty(), &mut bundle) {
+        map.insert("entry".to_owned(), Value::Array(entries));
+    }
     if let (Some(total), Value::Object(map)) = (page.total, &mut bundle) {
         map.insert("total".to_owned(), json!(total));
     }

@@ -90,7 +90,17 @@ type FhirResult = Result<Response, FhirError>;
 
 fn fhir_response(status: StatusCode, body: &Value, mut headers: HeaderMap) -> Response {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    // FHIR JSON has no empty arrays: a Bundle without entries has no `entry`.
+    let empty_entries = body.get("entry").and_then(Value::as_array).is_some_and(Vec::is_empty);
+    let bytes = if empty_entries {
+        let mut trimmed = body.clone();
+        if let Value::Object(map) = &mut trimmed {
+            map.remove("entry");
+        }
+        serde_json::to_vec(&trimmed).unwrap_or_default()
+    } else {
+        serde_json::to_vec(body).unwrap_or_default()
+    };
     (status, headers, bytes).into_response()
 }
 
