@@ -1,6 +1,7 @@
 //! The real `caduceus` binary, end to end: `demo`, `serve --config` on SQLite
 //! and PostgreSQL, `admin issue-token`, `version`, bad configurations, and
-//! clean shutdown on SIGTERM. The crate's only integration-test binary.
+//! clean shutdown on SIGTERM. The vault commands (import, rotate-kek, the
+//! patient-verifiable access log) are in `vault.rs`, a second test binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader};
