@@ -296,6 +296,19 @@ impl Committer {
     }
 }
 
+impl<'a> Access<'a> {
+    /// An interaction with one patient's record as a whole.
+    fn patient(action: RecordAction, patient: &str) -> Self {
+        Access {
+            action,
+            resource_type: "Patient",
+            resource: Some(format!("Patient/{patient}")),
+            patients: vec![patient.to_owned()],
+            query: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault").field("settings", &self.settings).finish_non_exhaustive()
@@ -1211,13 +1224,7 @@ impl Vault {
     pub async fn erase(&self, who: &Requester, patient: &str) -> Result<()> {
         check_type_and_id("Patient", patient)?;
         let compartment = Compartment::Patient(patient.to_owned()).key_name();
-        let access = Access {
-            action: RecordAction::Erase,
-            resource_type: "Patient",
-            resource: Some(format!("Patient/{patient}")),
-            patients: vec![patient.to_owned()],
-            query: None,
-        };
+        let access = Access::patient(RecordAction::Erase, patient);
         let decision = self.authorise(who, Action::Erase, &access, Some(patient), None).await?;
         if !who.elevated {
             self.audit(who, &access, AccessOutcome::Denied, Some(&decision), None, Some("step-up required".into()))
@@ -1247,13 +1254,7 @@ impl Vault {
     /// Place or lift a legal hold on a patient's record.
     pub async fn set_legal_hold(&self, who: &Requester, patient: &str, hold: Option<&str>) -> Result<()> {
         check_type_and_id("Patient", patient)?;
-        let access = Access {
-            action: RecordAction::Erase,
-            resource_type: "Patient",
-            resource: Some(format!("Patient/{patient}")),
-            patients: vec![patient.to_owned()],
-            query: None,
-        };
+        let access = Access::patient(RecordAction::Erase, patient);
         let decision = self.authorise(who, Action::Erase, &access, Some(patient), None).await?;
         let compartment = Compartment::Patient(patient.to_owned()).key_name();
         if !self
@@ -1280,13 +1281,7 @@ impl Vault {
         if self.store.current_record("Patient", patient).await?.is_none() {
             return Err(VaultError::NotFound(format!("Patient/{patient}")));
         }
-        let access = Access {
-            action: RecordAction::BreakGlass,
-            resource_type: "Patient",
-            resource: Some(format!("Patient/{patient}")),
-            patients: vec![patient.to_owned()],
-            query: None,
-        };
+        let access = Access::patient(RecordAction::BreakGlass, patient);
         let decision = self.decide(who, Action::BreakGlass, "Patient", Some(patient), None).await?;
         if !decision.allowed {
             self.audit(who, &access, AccessOutcome::Denied, Some(&decision), None, None).await?;
@@ -1429,13 +1424,7 @@ impl Vault {
     /// Record an explicit care assignment (registrars, charge nurses).
     pub async fn assign(&self, who: &Requester, user_id: &str, patient: &str, detail: &str) -> Result<()> {
         check_type_and_id("Patient", patient)?;
-        let access = Access {
-            action: RecordAction::Update,
-            resource_type: "Patient",
-            resource: Some(format!("Patient/{patient}")),
-            patients: vec![patient.to_owned()],
-            query: None,
-        };
+        let access = Access::patient(RecordAction::Update, patient);
         let decision = self.authorise(who, Action::Update, &access, Some(patient), None).await?;
         self.store.put_assignment(user_id, patient, &detail.chars().take(256).collect::<String>(), self.now()).await?;
         if let Ok(mut f) = self.facts.lock() {
@@ -1464,13 +1453,7 @@ impl Vault {
         limit: u32,
     ) -> Result<Vec<caduceus_store::StoredEvent>> {
         check_type_and_id("Patient", patient)?;
-        let access = Access {
-            action: RecordAction::AccessLog,
-            resource_type: "Patient",
-            resource: Some(format!("Patient/{patient}")),
-            patients: vec![patient.to_owned()],
-            query: None,
-        };
+        let access = Access::patient(RecordAction::AccessLog, patient);
         let decision = self.authorise(who, Action::AccessLog, &access, Some(patient), None).await?;
         let events = self.store.access_events(patient, after_seq, limit.clamp(1, 1000)).await?;
         self.audit(who, &access, AccessOutcome::Allowed, Some(&decision), None, None).await?;

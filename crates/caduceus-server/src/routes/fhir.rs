@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -150,8 +151,33 @@ fn requester(
     })
 }
 
+/// The requester of a FHIR route, as the vault sees them: the
+/// authenticated caller, their address and declared purpose of use.
+pub struct Who(pub Requester);
+
+impl FromRequestParts<AppState> for Who {
+    type Rejection = FhirError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, FhirError> {
+        // The access middleware has authenticated every FHIR route already.
+        let Caller(principal) = Caller::from_request_parts(parts, state).await.map_err(|_| {
+            let outcome = json!({"resourceType": "OperationOutcome",
+                                 "issue": [{"severity": "error", "code": "login", "diagnostics": "sign in, or send a bearer token"}]});
+            FhirError(StatusCode::UNAUTHORIZED, outcome)
+        })?;
+        let Ok(addr) = ClientAddr::from_request_parts(parts, state).await;
+        requester(state, &principal, &addr, &parts.headers).map(Who)
+    }
+}
+
 fn base_url(state: &AppState) -> String {
     format!("{}/fhir/", state.public_origin)
+}
+
+/// A resource with its `ETag`, `Last-Modified` and, for a creation, `Location`.
+fn resource_reply(state: &AppState, status: StatusCode, stored: &Stored, location: bool) -> Response {
+    let headers = resource_headers(stored, location, state);
+    fhir_response(status, stored.resource.as_ref().unwrap_or(&Value::Null), headers)
 }
 
 fn resource_headers(stored: &Stored, location: bool, state: &AppState) -> HeaderMap {
@@ -352,14 +378,7 @@ fn param_type(name: &str) -> &'static str {
     }
 }
 
-pub async fn bundle(
-    State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
-    headers: HeaderMap,
-    body: Body,
-) -> FhirResult {
-    let who = requester(&state, &principal, &addr, &headers)?;
+pub async fn bundle(State(state): State<AppState>, Who(who): Who, body: Body) -> FhirResult {
     let value = body_json(&state, body).await?;
     let response = vault(&state)?.process_bundle(&who, value).await?;
     Ok(fhir_response(StatusCode::OK, &response, HeaderMap::new()))
@@ -367,14 +386,11 @@ pub async fn bundle(
 
 pub async fn search(
     State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
-    headers: HeaderMap,
+    Who(who): Who,
     Path(resource_type): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> FhirResult {
     check_type(&resource_type)?;
-    let who = requester(&state, &principal, &addr, &headers)?;
     let params = query_pairs(raw);
     if resource_type == "AuditEvent" {
         return audit_search(&state, &who, &params).await;
@@ -425,63 +441,49 @@ fn encode(s: &str) -> String {
 
 pub async fn create(
     State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
-    headers: HeaderMap,
+    Who(who): Who,
     Path(resource_type): Path<String>,
     body: Body,
 ) -> FhirResult {
     check_type(&resource_type)?;
-    let who = requester(&state, &principal, &addr, &headers)?;
     let map = resource_body(&state, body, &resource_type).await?;
     let stored = vault(&state)?.create(&who, &resource_type, map).await?;
-    let headers = resource_headers(&stored, true, &state);
-    Ok(fhir_response(StatusCode::CREATED, stored.resource.as_ref().unwrap_or(&Value::Null), headers))
+    Ok(resource_reply(&state, StatusCode::CREATED, &stored, true))
 }
 
 pub async fn read(
     State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
-    headers: HeaderMap,
+    Who(who): Who,
     Path((resource_type, id)): Path<(String, String)>,
 ) -> FhirResult {
     check_type(&resource_type)?;
-    let who = requester(&state, &principal, &addr, &headers)?;
     if resource_type == "AuditEvent" {
         let event = vault(&state)?.audit_event(&who, &id).await?;
         return Ok(fhir_response(StatusCode::OK, &event, HeaderMap::new()));
     }
     let stored = vault(&state)?.read(&who, &resource_type, &id).await?;
-    let headers = resource_headers(&stored, false, &state);
-    Ok(fhir_response(StatusCode::OK, stored.resource.as_ref().unwrap_or(&Value::Null), headers))
+    Ok(resource_reply(&state, StatusCode::OK, &stored, false))
 }
 
 pub async fn vread(
     State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
-    headers: HeaderMap,
+    Who(who): Who,
     Path((resource_type, id, version)): Path<(String, String, String)>,
 ) -> FhirResult {
     check_type(&resource_type)?;
-    let who = requester(&state, &principal, &addr, &headers)?;
     let version: u64 = version.parse().map_err(|_| invalid("a version id is a positive integer"))?;
     let stored = vault(&state)?.vread(&who, &resource_type, &id, version).await?;
-    let headers = resource_headers(&stored, false, &state);
-    Ok(fhir_response(StatusCode::OK, stored.resource.as_ref().unwrap_or(&Value::Null), headers))
+    Ok(resource_reply(&state, StatusCode::OK, &stored, false))
 }
 
 pub async fn update(
     State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
+    Who(who): Who,
     headers: HeaderMap,
     Path((resource_type, id)): Path<(String, String)>,
     body: Body,
 ) -> FhirResult {
     check_type(&resource_type)?;
-    let who = requester(&state, &principal, &addr, &headers)?;
     let expected = if_match(&headers)?;
     let map = resource_body(&state, body, &resource_type).await?;
     if map.get("id").and_then(Value::as_str) != Some(id.as_str()) {
@@ -489,19 +491,15 @@ pub async fn update(
     }
     let (stored, created) = vault(&state)?.update(&who, &resource_type, &id, map, expected).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    let headers = resource_headers(&stored, created, &state);
-    Ok(fhir_response(status, stored.resource.as_ref().unwrap_or(&Value::Null), headers))
+    Ok(resource_reply(&state, status, &stored, created))
 }
 
 pub async fn delete(
     State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
-    headers: HeaderMap,
+    Who(who): Who,
     Path((resource_type, id)): Path<(String, String)>,
 ) -> FhirResult {
     check_type(&resource_type)?;
-    let who = requester(&state, &principal, &addr, &headers)?;
     vault(&state)?.delete(&who, &resource_type, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -509,14 +507,11 @@ pub async fn delete(
 /// `GET [type]/[id]/_history`, `$everything`, `$export`, `$access-log`.
 pub async fn instance_get(
     State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
-    headers: HeaderMap,
+    Who(who): Who,
     Path((resource_type, id, operation)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> FhirResult {
     check_type(&resource_type)?;
-    let who = requester(&state, &principal, &addr, &headers)?;
     let vault = vault(&state)?;
     let params = query_pairs(raw);
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
@@ -584,14 +579,11 @@ pub async fn instance_get(
 /// `$erase`, `$break-glass`, `$legal-hold` on a Patient.
 pub async fn instance_post(
     State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
-    headers: HeaderMap,
+    Who(who): Who,
     Path((resource_type, id, operation)): Path<(String, String, String)>,
     body: Body,
 ) -> FhirResult {
     check_type(&resource_type)?;
-    let who = requester(&state, &principal, &addr, &headers)?;
     let vault = vault(&state)?;
     let param_string = |body: &Value, name: &str| -> Option<String> {
         // A FHIR Parameters resource, or a plain JSON object.
@@ -717,14 +709,7 @@ async fn audit_search(state: &AppState, who: &Requester, params: &[(String, Stri
 
 // ----- break-glass review and assignments (JSON API) ---------------------
 
-pub async fn review_queue(
-    State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> FhirResult {
-    let who = requester(&state, &principal, &addr, &headers)?;
+pub async fn review_queue(State(state): State<AppState>, Who(who): Who, RawQuery(raw): RawQuery) -> FhirResult {
     let all = query_pairs(raw).iter().any(|(k, v)| k == "all" && v == "true");
     let grants = vault(&state)?.break_glass_queue(&who, !all).await?;
     Ok(axum::Json(json!({"grants": grants})).into_response())
@@ -732,13 +717,10 @@ pub async fn review_queue(
 
 pub async fn review(
     State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
-    headers: HeaderMap,
+    Who(who): Who,
     Path(grant_id): Path<String>,
     body: Body,
 ) -> FhirResult {
-    let who = requester(&state, &principal, &addr, &headers)?;
     let body = body_json(&state, body).await?;
     let outcome =
         body.get("outcome").and_then(Value::as_str).ok_or_else(|| invalid("`outcome` is justified or unjustified"))?;
@@ -747,14 +729,7 @@ pub async fn review(
     Ok(axum::Json(json!(grant)).into_response())
 }
 
-pub async fn assign(
-    State(state): State<AppState>,
-    Caller(principal): Caller,
-    addr: ClientAddr,
-    headers: HeaderMap,
-    body: Body,
-) -> FhirResult {
-    let who = requester(&state, &principal, &addr, &headers)?;
+pub async fn assign(State(state): State<AppState>, Who(who): Who, body: Body) -> FhirResult {
     let body = body_json(&state, body).await?;
     let field =
         |name: &str| body.get(name).and_then(Value::as_str).ok_or_else(|| invalid(format!("`{name}` is required")));
