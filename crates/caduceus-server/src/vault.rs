@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use caduceus_core::SecurityEvent;
 use caduceus_core::event::Payload;
 use caduceus_spine::Spine;
-use caduceus_store::Store;
 use caduceus_vault::keyring::{KekDir, Keyring};
 use caduceus_vault::service::{AccessSink, Vault, VaultSettings};
 
@@ -59,64 +58,64 @@ pub async fn open(platform: &Arc<Platform>) -> Result<Arc<Vault>, ServerError> {
 }
 
 /// Index every `RecordAccess` event by the patients it names, so a
-/// patient's accounting of disclosures is one indexed query. Runs until the
-/// spine closes; resumes after its last acknowledged event on restart.
+/// patient's accounting of disclosures is one indexed query. Events that
+/// arrive together are indexed in one transaction, then acknowledged. Runs
+/// until the spine closes; resumes after its last acknowledged event on
+/// restart (indexing is idempotent, so a repeat after a crash is harmless).
 pub async fn start_access_index(platform: &Arc<Platform>) -> Result<tokio::task::JoinHandle<()>, ServerError> {
+    /// Most events indexed in one transaction.
+    const BATCH: usize = 512;
     let mut subscription = platform.spine.subscribe(ACCESS_INDEX_CONSUMER).await?;
     let store = platform.store.clone();
     Ok(tokio::spawn(async move {
-        let mut unacked = None;
         loop {
-            let next = match unacked {
-                // Something to acknowledge: wait briefly for more, then ack.
-                Some(_) => match tokio::time::timeout(Duration::from_millis(50), subscription.next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        if let Some(seq) = unacked.take()
-                            && let Err(e) = subscription.ack(seq).await
-                        {
-                            tracing::warn!(error = %e, "access index: acknowledging failed");
-                        }
-                        continue;
-                    }
-                },
-                None => subscription.next().await,
-            };
-            match next {
-                Ok(Some(stored)) => {
-                    if let Err(e) = index_event(&*store, &stored).await {
-                        tracing::error!(error = %e, seq = stored.seq, "access index: storing failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        if let Err(e) = index_event(&*store, &stored).await {
-                            tracing::error!(error = %e, seq = stored.seq, "access index: event not indexed");
-                        }
-                    }
-                    unacked = Some(stored.seq);
-                    if stored.seq % 256 == 0 {
-                        if let Err(e) = subscription.ack(stored.seq).await {
-                            tracing::warn!(error = %e, "access index: acknowledging failed");
-                        }
-                        unacked = None;
-                    }
-                }
-                Ok(None) => {
-                    if let Some(seq) = unacked.take() {
-                        let _ = subscription.ack(seq).await;
-                    }
-                    break;
-                }
+            // Wait for one event, then take whatever else is ready at once.
+            let first = match subscription.next().await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => break,
                 Err(e) => {
                     tracing::error!(error = %e, "access index: reading the spine failed");
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
+            };
+            let mut last = first.seq;
+            let mut entries = Vec::new();
+            push_entry(&mut entries, &first);
+            let mut taken = 1;
+            while taken < BATCH {
+                match tokio::time::timeout(Duration::from_millis(2), subscription.next()).await {
+                    Ok(Ok(Some(stored))) => {
+                        last = stored.seq;
+                        taken += 1;
+                        push_entry(&mut entries, &stored);
+                    }
+                    _ => break,
+                }
+            }
+            let mut stored = store.record_access(&entries).await;
+            if let Err(e) = &stored {
+                tracing::error!(error = %e, "access index: storing failed; retrying once");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                stored = store.record_access(&entries).await;
+            }
+            match stored {
+                Ok(()) => {
+                    if let Err(e) = subscription.ack(last).await {
+                        tracing::warn!(error = %e, "access index: acknowledging failed");
+                    }
+                }
+                // Not acknowledged: the events come again after a restart.
+                Err(e) => tracing::error!(error = %e, seq = last, "access index: events not indexed"),
             }
         }
     }))
 }
 
-async fn index_event(store: &dyn Store, stored: &caduceus_store::StoredEvent) -> Result<(), String> {
-    if let Payload::RecordAccess { patients, .. } = &stored.event.payload() {
-        store.record_access(stored.seq, patients).await.map_err(|e| e.to_string())?;
+fn push_entry(entries: &mut Vec<(u64, Vec<String>)>, stored: &caduceus_store::StoredEvent) {
+    if let Payload::RecordAccess { patients, .. } = stored.event.payload()
+        && !patients.is_empty()
+    {
+        entries.push((stored.seq, patients.clone()));
     }
-    Ok(())
 }

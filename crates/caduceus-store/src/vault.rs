@@ -218,8 +218,9 @@ pub trait Records: Send + Sync {
     async fn delete_assignment(&self, user_id: &str, patient_id: &str) -> Result<bool>;
     async fn assignment(&self, user_id: &str, patient_id: &str) -> Result<Option<String>>;
 
-    /// Note that the spine event `seq` records an access to these patients.
-    async fn record_access(&self, seq: u64, patients: &[String]) -> Result<()>;
+    /// Note which patients each spine event `(seq, patients)` records an
+    /// access to, in one transaction (repeats are ignored).
+    async fn record_access(&self, entries: &[(u64, Vec<String>)]) -> Result<()>;
     /// Events recording accesses to the patient's record, oldest first, after `after_seq`.
     async fn access_events(&self, patient_id: &str, after_seq: u64, limit: u32) -> Result<Vec<StoredEvent>>;
     /// One event by its uid (for `AuditEvent/{id}`).
@@ -857,22 +858,26 @@ macro_rules! impl_records {
                     .map_err($crate::StoreError::from_sqlx)
             }
 
-            async fn record_access(&self, seq: u64, patients: &[String]) -> $crate::Result<()> {
-                if patients.is_empty() {
+            async fn record_access(&self, entries: &[(u64, Vec<String>)]) -> $crate::Result<()> {
+                let mut rows = Vec::new();
+                for (seq, patients) in entries {
+                    let seq = $crate::seq_to_i64(*seq)?;
+                    rows.extend(patients.iter().map(|p| (seq, p.clone())));
+                }
+                if rows.is_empty() {
                     return Ok(());
                 }
-                let seq = $crate::seq_to_i64(seq)?;
                 let mut tx = self.pool.begin_with($begin).await.map_err($crate::StoreError::from_sqlx)?;
-                for chunk in patients.chunks(400) {
+                for chunk in rows.chunks(400) {
                     let placeholders: Vec<String> =
-                        (0..chunk.len()).map(|i| format!("(${}, $1)", i + 2)).collect();
+                        (0..chunk.len()).map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2)).collect();
                     let sql = format!(
                         "INSERT INTO vault_access (patient_id, seq) VALUES {} ON CONFLICT DO NOTHING",
                         placeholders.join(", ")
                     );
-                    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(seq);
-                    for p in chunk {
-                        insert = insert.bind(p.clone());
+                    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for (seq, patient) in chunk {
+                        insert = insert.bind(patient.clone()).bind(*seq);
                     }
                     insert.execute(&mut *tx).await.map_err($crate::StoreError::from_sqlx)?;
                 }

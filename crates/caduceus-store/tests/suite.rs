@@ -718,9 +718,9 @@ async fn assignments_and_the_access_index(h: &mut Harness) {
     assert!(s.delete_assignment("u1", "p1").await.unwrap());
     assert!(s.assignment("u1", "p1").await.unwrap().is_none());
     s.append_events(&[stored(1), stored(2), stored(3)]).await.unwrap();
-    s.record_access(1, &["p1".into(), "p2".into()]).await.unwrap();
-    s.record_access(3, &["p1".into()]).await.unwrap();
-    s.record_access(3, &["p1".into()]).await.unwrap();
+    s.record_access(&[(1, vec!["p1".into(), "p2".into()]), (3, vec!["p1".into()])]).await.unwrap();
+    s.record_access(&[(3, vec!["p1".into()])]).await.unwrap();
+    s.record_access(&[]).await.unwrap();
     let log = s.access_events("p1", 0, 10).await.unwrap();
     assert_eq!(log.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3]);
     assert_eq!(s.access_events("p1", 1, 10).await.unwrap().len(), 1);

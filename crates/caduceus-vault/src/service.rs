@@ -220,6 +220,8 @@ struct FactCache {
     /// By (user, patient).
     relationships: HashMap<(String, String), Cached<Relationship>>,
     consents: HashMap<String, Cached<Value>>,
+    /// By (user, patient): the active break-glass grant, or none.
+    grants: HashMap<(String, String), (i64, Option<policy::BreakGlassGrant>)>,
 }
 
 pub struct Vault {
@@ -466,9 +468,35 @@ impl Vault {
         Ok(consents)
     }
 
+    /// The user's unexpired break-glass grant for the patient, if any
+    /// (cached like the other facts; declaring a grant here refreshes it,
+    /// and the policy checks the expiry against the clock).
+    async fn break_glass_grant(&self, user_id: &str, patient: &str) -> Result<Option<policy::BreakGlassGrant>> {
+        let now = self.now();
+        let key = (user_id.to_owned(), patient.to_owned());
+        if let Some((at, grant)) = self.facts.lock().ok().and_then(|f| f.grants.get(&key).cloned())
+            && now.as_millis() - at < FACT_TTL_MS
+            && grant.as_ref().is_none_or(|g| g.expires_ms > now.as_millis())
+        {
+            return Ok(grant);
+        }
+        let grant = self.store.active_break_glass(user_id, patient, now).await?.into_iter().next().map(|g| {
+            policy::BreakGlassGrant {
+                grant_id: g.grant_id,
+                patient: g.patient_id,
+                expires_ms: g.expires.as_millis(),
+                reason: String::new(),
+            }
+        });
+        self.cache(|f| {
+            f.grants.insert(key, (now.as_millis(), grant.clone()));
+        });
+        Ok(grant)
+    }
+
     fn cache(&self, update: impl FnOnce(&mut FactCache)) {
         if let Ok(mut f) = self.facts.lock() {
-            if f.relationships.len() + f.consents.len() + f.practitioners.len() > MAX_CACHED_FACTS {
+            if f.relationships.len() + f.consents.len() + f.practitioners.len() + f.grants.len() > MAX_CACHED_FACTS {
                 *f = FactCache::default();
             }
             update(&mut f);
@@ -516,15 +544,7 @@ impl Vault {
             Some(p) if who.patient_ref.as_deref() != Some(p) => {
                 let rels = self.relationships(&who.user_id, p, &practitioners).await?;
                 let consents = self.consents(p).await?;
-                let grant =
-                    self.store.active_break_glass(&who.user_id, p, self.now()).await?.into_iter().next().map(|g| {
-                        policy::BreakGlassGrant {
-                            grant_id: g.grant_id,
-                            patient: g.patient_id,
-                            expires_ms: g.expires.as_millis(),
-                            reason: String::new(),
-                        }
-                    });
+                let grant = self.break_glass_grant(&who.user_id, p).await?;
                 (rels, consents, grant)
             }
             _ => (Arc::new(Vec::new()), Arc::new(Vec::new()), None),
@@ -1304,6 +1324,9 @@ impl Vault {
             review_note: None,
         };
         self.store.insert_break_glass(&row).await?;
+        if let Ok(mut f) = self.facts.lock() {
+            f.grants.remove(&(who.user_id.clone(), patient.to_owned()));
+        }
         let recent = self
             .store
             .count_break_glass_since(&who.user_id, Timestamp(now.as_millis() - self.settings.break_glass_window_ms))
