@@ -7,7 +7,13 @@
 //! cargo run --release -p caduceus-bench -- ledger --quick     # under a minute
 //! cargo run --release -p caduceus-bench -- identity           # full, about a minute
 //! cargo run --release -p caduceus-bench -- identity --quick   # a few seconds (CI smoke)
+//! cargo run --release -p caduceus-bench -- vault              # full, a few minutes
+//! cargo run --release -p caduceus-bench -- vault --quick      # about a minute
 //! ```
+//!
+//! `vault` measures FHIR creates and reads with encryption, audit and
+//! ledger sealing on and off, reads over HTTPS, and a Synthea import,
+//! against the targets of issue 5; its module (`vault.rs`) says how.
 //!
 //! `identity` measures argon2id, whole sign-ins and token validation
 //! against the targets of issue 4; its module (`identity.rs`) says how.
@@ -49,12 +55,15 @@
 //!   random indexes against the whole tree (also after a warm-up round). Its proofs are checked against
 //!   the ledger's roots and proofs (`proofs_verified`).
 
+#![recursion_limit = "256"]
+
 mod durable;
 mod identity;
 mod offline;
 mod peer;
 mod proofs;
 mod util;
+mod vault;
 
 use std::time::Duration;
 
@@ -79,6 +88,16 @@ enum Command {
     /// Identity: argon2id, password and TOTP sign-ins, token validation.
     Identity {
         /// A shortened run (a few seconds), for CI.
+        #[arg(long)]
+        quick: bool,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The patient-record vault: creates, reads, protection's cost, import.
+    Vault {
+        /// A shortened run (about a minute): fewer creates, 2 s read points,
+        /// 5 Synthea bundles.
         #[arg(long)]
         quick: bool,
         /// Print one JSON object instead of the table.
@@ -140,6 +159,14 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Identity { quick, json } => {
             let report = identity::run(&identity::Plan::new(quick))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report.to_json())?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
+        Command::Vault { quick, json } => {
+            let report = vault::run(&vault::Plan::new(quick))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report.to_json())?);
             } else {

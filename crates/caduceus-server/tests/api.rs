@@ -3,77 +3,32 @@
 //! graceful shutdown. Identity has its own test binaries (identity.rs, identity_sso.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::sync::Arc;
+mod support;
 
-use caduceus_core::SystemClock;
 use caduceus_core::config::Config;
-use caduceus_server::serve::{self, Listening};
-use caduceus_server::{Platform, auth};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use support::{Options, Server};
 
-struct TestServer {
-    url: String,
-    client: reqwest::Client,
-    token: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), caduceus_server::platform::ServerError>>,
-    dir: tempfile::TempDir,
+async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
+    let options = Options { ledger: false, manual_clock: false, port: 0, admin_label: "test" };
+    support::start(options, |config| {
+        config.server.max_body_bytes = 4096;
+        configure(config);
+    })
+    .await
 }
 
-async fn start_with(configure: impl FnOnce(&mut Config)) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::with_data_dir(dir.path());
-    config.server.listen = "127.0.0.1:0".into();
-    config.server.max_body_bytes = 4096;
-    configure(&mut config);
-    let platform = Platform::start(config, Arc::new(SystemClock)).await.unwrap();
-    let token = auth::issue_admin_token(&platform, "test", None, false).await.unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let (listening_tx, listening_rx) = oneshot::channel::<Listening>();
-    let task = tokio::spawn(serve::run(
-        platform,
-        async move {
-            let _ = rx.await;
-        },
-        move |l| {
-            let _ = listening_tx.send(l.clone());
-        },
-    ));
-    let listening = listening_rx.await.unwrap();
-    let mut builder = reqwest::Client::builder().tls_built_in_root_certs(false);
-    if let Some(tls) = &listening.tls {
-        // Trust exactly the generated certificate: the test checks real TLS.
-        let pem = std::fs::read(&tls.cert_path).unwrap();
-        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
-    }
-    TestServer {
-        url: listening.url(),
-        client: builder.build().unwrap(),
-        token: token.secret.expose().clone(),
-        shutdown: Some(tx),
-        task,
-        dir,
-    }
-}
-
-async fn start() -> TestServer {
+async fn start() -> Server {
     start_with(|_| {}).await
 }
 
-impl TestServer {
+impl Server {
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.client.get(format!("{}{path}", self.url))
     }
 
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.client.post(format!("{}{path}", self.url))
-    }
-
-    async fn stop(mut self) -> tempfile::TempDir {
-        self.shutdown.take().unwrap().send(()).unwrap();
-        self.task.await.unwrap().unwrap();
-        self.dir
     }
 }
 
@@ -110,9 +65,18 @@ async fn operations_endpoints_answer_over_tls() {
     let ready: Value = server.get("/readyz").send().await.unwrap().json().await.unwrap();
     assert_eq!(ready, json!({"status": "ready", "storage": "sqlite"}));
 
-    let metrics = server.get("/metrics").send().await.unwrap();
-    assert_eq!(metrics.status(), 200);
-    let text = metrics.text().await.unwrap();
+    // The spine's consumers (the vault's access index) acknowledge the start
+    // events moments after they are published: wait for them to catch up.
+    let mut text = String::new();
+    for _ in 0..100 {
+        let metrics = server.get("/metrics").send().await.unwrap();
+        assert_eq!(metrics.status(), 200);
+        text = metrics.text().await.unwrap();
+        if text.contains("caduceus_spine_depth 0") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(text.contains(r#"caduceus_http_requests_total{method="GET",route="/healthz",status="200"} 1"#), "{text}");
     assert!(
         text.contains(r#"caduceus_http_request_duration_seconds_count{method="GET",route="/readyz",status="200"} 1"#)
@@ -148,7 +112,7 @@ async fn openapi_document_is_3_1_and_lists_every_endpoint() {
 #[tokio::test]
 async fn every_failure_is_a_json_error_with_a_stable_code() {
     let server = start().await;
-    let auth = format!("Bearer {}", server.token);
+    let auth = format!("Bearer {}", server.admin);
 
     let r = server.get("/no/such/route").send().await.unwrap();
     assert_eq!(error_code(r, 404).await, "not_found");
@@ -213,7 +177,7 @@ async fn api_requires_a_valid_token() {
     let r = server.get("/api/v1/status").bearer_auth("something else").send().await.unwrap();
     assert_eq!(error_code(r, 401).await, "unauthorized");
     let status: Value =
-        server.get("/api/v1/status").bearer_auth(&server.token).send().await.unwrap().json().await.unwrap();
+        server.get("/api/v1/status").bearer_auth(&server.admin).send().await.unwrap().json().await.unwrap();
     assert_eq!(status["storage"], "sqlite");
     assert_eq!(status["spine"]["head_seq"], 2);
     server.stop().await;
@@ -222,7 +186,7 @@ async fn api_requires_a_valid_token() {
 #[tokio::test]
 async fn submitted_events_are_durable_and_listed_in_order() {
     let server = start().await;
-    let r = server.post("/api/v1/events").bearer_auth(&server.token).json(&submission("pump reconfigured")).send();
+    let r = server.post("/api/v1/events").bearer_auth(&server.admin).json(&submission("pump reconfigured")).send();
     let r = r.await.unwrap();
     assert_eq!(r.status(), 202);
     let receipt: Value = r.json().await.unwrap();
@@ -230,7 +194,7 @@ async fn submitted_events_are_durable_and_listed_in_order() {
 
     let page: Value = server
         .get("/api/v1/events?after=0&limit=2")
-        .bearer_auth(&server.token)
+        .bearer_auth(&server.admin)
         .send()
         .await
         .unwrap()
@@ -240,7 +204,7 @@ async fn submitted_events_are_durable_and_listed_in_order() {
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
     assert_eq!(page["next_after"], 2);
     let page: Value =
-        server.get("/api/v1/events?after=2").bearer_auth(&server.token).send().await.unwrap().json().await.unwrap();
+        server.get("/api/v1/events?after=2").bearer_auth(&server.admin).send().await.unwrap().json().await.unwrap();
     let events = page["events"].as_array().unwrap();
     assert_eq!(events.len(), 1);
     assert!(page["next_after"].is_null());
@@ -267,7 +231,7 @@ async fn hostile_requests_never_crash_the_server() {
         "/api/v1/events?limit=1&limit=2",
     ];
     for path in odd_paths {
-        let r = server.get(path).bearer_auth(&server.token).send().await.unwrap();
+        let r = server.get(path).bearer_auth(&server.admin).send().await.unwrap();
         assert!(r.status().as_u16() < 500, "{path} gave {}", r.status());
     }
     let bodies = [
@@ -282,7 +246,7 @@ async fn hostile_requests_never_crash_the_server() {
     for body in bodies {
         let r = server
             .post("/api/v1/events")
-            .bearer_auth(&server.token)
+            .bearer_auth(&server.admin)
             .header("content-type", "application/json")
             .body(body.to_owned())
             .send()
@@ -338,7 +302,7 @@ async fn a_request_that_takes_too_long_gets_a_json_408() {
     let started = std::time::Instant::now();
     let r = server
         .post("/api/v1/events")
-        .bearer_auth(&server.token)
+        .bearer_auth(&server.admin)
         .header("content-type", "application/json")
         .body(reqwest::Body::wrap_stream(stalled))
         .send()

@@ -13,23 +13,19 @@
 //! the ledger sealer) are waited for, by polling with short real sleeps.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use caduceus_core::config::Config;
-use caduceus_core::{Clock, ManualClock, Timestamp};
+use caduceus_core::{Clock, Timestamp};
 use caduceus_identity::otp::{Algorithm, Totp};
-use caduceus_server::serve::{self, Listening};
-use caduceus_server::{Platform, auth};
 use caduceus_vault::resource::SUPPORTED_TYPES;
 use reqwest::Method;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use support::{Options, Reply, START, Server};
 
-/// 2026-01-01T00:00:00Z, on a TOTP step boundary.
-const START: Timestamp = Timestamp(1_767_225_600_000);
 /// The identifier system linking a Practitioner to a user account.
 const USER_SYSTEM: &str = "urn:caduceus:user";
 /// A hospital's medical record number system.
@@ -39,42 +35,23 @@ const HEART_RATE: &str = "8867-4";
 const SYSTOLIC: &str = "8480-6";
 const WEIGHT: &str = "29463-7";
 
-struct Server {
-    url: String,
-    client: reqwest::Client,
-    /// An admin API key (role admin), as `caduceus admin issue-token` makes.
-    admin: String,
-    clock: ManualClock,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), caduceus_server::platform::ServerError>>,
-    _dir: tempfile::TempDir,
+async fn start() -> Server {
+    start_with(|_| {}).await
 }
 
-/// An answer: status, headers, and the body as JSON (`Null` when empty, a
-/// JSON string when it is not JSON).
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
+async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
+    let options = Options { ledger: true, manual_clock: true, port: 0, admin_label: "fhir-tests" };
+    support::start(options, |config| {
+        // Tests move the clock by hours; sessions must outlive that.
+        config.identity.idle_timeout_secs = 6 * 3600;
+        // Checkpoints only when a test publishes one.
+        config.ledger.checkpoint_interval_secs = 86_400;
+        configure(config);
+    })
+    .await
 }
 
 impl Reply {
-    async fn of(response: reqwest::Response) -> Self {
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let body =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Self { status, headers, body }
-    }
-
-    /// Assert the status; return self.
-    fn status(self, status: u16) -> Self {
-        assert_eq!(self.status, status, "{}", self.body);
-        self
-    }
-
     /// Assert a FHIR error: the status, an OperationOutcome of the FHIR
     /// media type whose first issue is an error with `code`; return the
     /// diagnostics.
@@ -88,58 +65,8 @@ impl Reply {
         issue["diagnostics"].as_str().unwrap_or_default().to_owned()
     }
 
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(|v| v.to_str().unwrap()).unwrap_or_default()
-    }
-
     fn id(&self) -> String {
         self.body["id"].as_str().unwrap_or_else(|| panic!("no id in {}", self.body)).to_owned()
-    }
-}
-
-async fn start() -> Server {
-    start_with(|_| {}).await
-}
-
-async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::with_data_dir(dir.path());
-    config.server.listen = "127.0.0.1:0".into();
-    // Tests move the clock by hours; sessions must outlive that.
-    config.identity.idle_timeout_secs = 6 * 3600;
-    // Checkpoints only when a test publishes one.
-    config.ledger.checkpoint_interval_secs = 86_400;
-    configure(&mut config);
-    let clock = ManualClock::new(START);
-    let platform = Platform::start_with_ledger(config, Arc::new(clock.clone())).await.unwrap();
-    let admin = auth::issue_admin_token(&platform, "fhir-tests", None, false).await.unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let (listening_tx, listening_rx) = oneshot::channel::<Listening>();
-    let task = tokio::spawn(serve::run(
-        platform,
-        async move {
-            let _ = rx.await;
-        },
-        move |l| {
-            let _ = listening_tx.send(l.clone());
-        },
-    ));
-    let listening = listening_rx.await.unwrap();
-    let tls = listening.tls.as_ref().unwrap();
-    let pem = std::fs::read(&tls.cert_path).unwrap();
-    let client = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
-    Server {
-        url: listening.url(),
-        client,
-        admin: admin.secret.expose().clone(),
-        clock,
-        shutdown: Some(tx),
-        task,
-        _dir: dir,
     }
 }
 
@@ -153,7 +80,7 @@ impl Server {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.url));
+        let mut request = self.request(method, path);
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
@@ -163,7 +90,7 @@ impl Server {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        Reply::of(request.send().await.unwrap()).await
+        Reply::lenient(request.send().await.unwrap()).await
     }
 
     async fn get(&self, path: &str, bearer: &str) -> Reply {
@@ -189,36 +116,11 @@ impl Server {
         self.post(&format!("/fhir/{resource_type}"), bearer, resource).await.status(201).id()
     }
 
-    fn advance_secs(&self, secs: i64) {
-        self.clock.advance_millis(secs * 1000);
-    }
-
-    fn unix_secs(&self) -> u64 {
-        u64::try_from(self.clock.now().as_millis() / 1000).unwrap()
-    }
-
-    /// Create an account through the API with the admin key; returns
-    /// (user id, password).
-    async fn create_user(&self, username: &str, roles: &[&str], patient_ref: Option<&str>) -> (String, String) {
-        let mut body = json!({"username": username, "roles": roles});
-        if let Some(p) = patient_ref {
-            body["patient_ref"] = json!(p);
-        }
-        let r = self.send(Method::POST, "/api/v1/users", Some(&self.admin), Some(&body), &[]).await.status(201);
-        assert_eq!(r.body["user"]["username"], username);
-        (r.body["user"]["user_id"].as_str().unwrap().to_owned(), r.body["password"].as_str().unwrap().to_owned())
-    }
-
-    async fn login(&self, username: &str, password: &str) -> Reply {
-        let body = json!({"username": username, "password": password});
-        self.send(Method::POST, "/api/v1/auth/login", None, Some(&body), &[]).await.status(200)
-    }
-
     /// An account of roles without a second factor, signed in with its
     /// password: (user id, session token).
     async fn user(&self, username: &str, roles: &[&str], patient_ref: Option<&str>) -> (String, String) {
         let (id, password) = self.create_user(username, roles, patient_ref).await;
-        let r = self.login(username, &password).await;
+        let r = self.login(username, &password).await.status(200);
         assert_eq!(r.body["status"], "authenticated", "{}", r.body);
         assert_eq!(r.body["restricted"], false, "{}", r.body);
         (id, r.body["token"].as_str().unwrap().to_owned())
@@ -228,7 +130,7 @@ impl Server {
     /// password and code. Returns (user id, session token, authenticator).
     async fn privileged_user(&self, username: &str, roles: &[&str]) -> (String, String, Totp) {
         let (id, password) = self.create_user(username, roles, None).await;
-        let restricted = self.login(username, &password).await.body["token"].as_str().unwrap().to_owned();
+        let restricted = self.login(username, &password).await.status(200).body["token"].as_str().unwrap().to_owned();
         let r = self.send(Method::POST, "/api/v1/account/totp", Some(&restricted), None, &[]).await.status(200);
         let secret = data_encoding::BASE32_NOPAD.decode(r.body["secret"].as_str().unwrap().as_bytes()).unwrap();
         let totp = Totp::new(Algorithm::Sha1, secret, 6, 30).unwrap();
@@ -236,16 +138,12 @@ impl Server {
         self.send(Method::POST, "/api/v1/account/totp/confirm", Some(&restricted), Some(&body), &[]).await.status(200);
         // The enrolment used this step's code; the sign-in uses the next.
         self.advance_secs(30);
-        let first = self.login(username, &password).await;
+        let first = self.login(username, &password).await.status(200);
         assert_eq!(first.body["status"], "mfa_required", "{}", first.body);
         let body = json!({"mfa_token": first.body["mfa_token"], "totp": self.code(&totp)});
         let r = self.send(Method::POST, "/api/v1/auth/login/second-factor", None, Some(&body), &[]).await.status(200);
         assert_eq!(r.body["restricted"], false, "{}", r.body);
         (id, r.body["token"].as_str().unwrap().to_owned(), totp)
-    }
-
-    fn code(&self, totp: &Totp) -> String {
-        totp.format(totp.code_at_step(totp.step(self.unix_secs())))
     }
 
     /// A Practitioner (created by the admin: organisation data) linked to
@@ -257,25 +155,6 @@ impl Server {
             "name": [{"family": family, "given": ["Staff"]}],
         });
         self.create(&self.admin, &practitioner).await
-    }
-
-    /// Every event on the spine, paging through, as the admin reads them.
-    async fn events(&self) -> Vec<Value> {
-        let mut all = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.get(&format!("/api/v1/events?after={after}&limit=500"), &self.admin).await.status(200);
-            all.extend(page.body["events"].as_array().unwrap().iter().map(|e| e["event"].clone()));
-            match page.body["next_after"].as_u64() {
-                Some(next) => after = next,
-                None => return all,
-            }
-        }
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.take().unwrap().send(()).unwrap();
-        self.task.await.unwrap().unwrap();
     }
 }
 
@@ -589,7 +468,7 @@ async fn create_read_update_with_if_match_vread_history_and_delete() {
         .send()
         .await
         .unwrap();
-    let why = Reply::of(truncated).await.outcome(400, "invalid");
+    let why = Reply::lenient(truncated).await.outcome(400, "invalid");
     assert!(why.contains("not JSON"), "{why}");
     let r = server.put(&format!("/fhir/Patient/{basic_id}"), &registrar, &current.body, None).await;
     r.outcome(400, "invalid");
@@ -1012,7 +891,7 @@ async fn care_relationships_consent_break_glass_and_patient_accounts() {
     assert_eq!(grant["patient_id"], b.as_str());
     assert_eq!(grant["user_id"], clinician_id.as_str());
     assert_eq!(grant["reason"], reason);
-    assert_eq!(grant["expires"], Timestamp(server.clock.now().as_millis() + 30 * 60_000).to_rfc3339());
+    assert_eq!(grant["expires"], Timestamp(server.clock().now().as_millis() + 30 * 60_000).to_rfc3339());
     assert_eq!(grant["reviewed"], Value::Null);
     server.get(&format!("/fhir/Observation/{obs_b}"), &clinician).await.status(200);
     server.get(&format!("/fhir/Patient/{b}"), &clinician).await.status(200);
@@ -1168,7 +1047,7 @@ async fn the_patient_reads_who_accessed_their_record_with_ledger_proofs() {
     server.create(&registrar, &encounter(&me, &practitioner)).await;
     let obs = server.create(&clinician, &observation(&me, HEART_RATE, "2025-12-31T22:30:00Z", 75.0)).await;
     server.advance_secs(120);
-    let read_at = server.clock.now().to_rfc3339();
+    let read_at = server.clock().now().to_rfc3339();
     server
         .send(
             Method::GET,

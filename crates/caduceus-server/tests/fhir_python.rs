@@ -17,23 +17,18 @@
 //! repository); when it is absent the test prints a loud SKIPPED line.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 
-use caduceus_core::config::Config;
-use caduceus_core::{ManualClock, Timestamp};
-use caduceus_server::serve::{self, Listening};
-use caduceus_server::{Platform, auth};
 use caduceus_vault::bundle;
 use caduceus_vault::service::Requester;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use support::{Options, Server};
 
-/// 2026-01-01T00:00:00Z.
-const START: Timestamp = Timestamp(1_767_225_600_000);
 const COVID: &str = "fhir-synthea-covid-juvenile/sample_covid_fhir_juvenile_patients/original_fhir_json";
 /// The patient the clinician treats, and one they have no relationship with.
 const TREATED: &str = "Cris921_Rath779_d4519c92-d241-b2b2-7360-291d60be699e.json";
@@ -82,71 +77,35 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
-struct Server {
-    url: String,
-    ca: PathBuf,
-    client: reqwest::Client,
-    admin: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), caduceus_server::platform::ServerError>>,
-    _dir: tempfile::TempDir,
-}
-
 impl Server {
     /// Start the server after importing `files` (in order) into its vault
     /// as the vault itself, as `caduceus vault import --data-dir` does.
     async fn start(files: &[PathBuf]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = Config::with_data_dir(dir.path());
         // A fixed port: the server names itself (Bundle links, fullUrls)
         // after the configured one, and clients follow those links.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        config.server.listen = format!("127.0.0.1:{port}");
-        let platform = Platform::start(config, Arc::new(ManualClock::new(START))).await.unwrap();
-        let admin = auth::issue_admin_token(&platform, "fhir-python-tests", None, false).await.unwrap();
-
-        let vault = caduceus_server::vault::open(&platform).await.unwrap();
-        let system = Requester::system("fhir-python-test");
-        for file in files {
-            let parsed = bundle::read_bundle_file(file).unwrap();
-            let counts = vault.import_bundle(&system, parsed).await.unwrap();
-            eprintln!("imported {}: {counts:?}", file.file_name().unwrap().to_string_lossy());
-        }
-        drop(vault);
-
-        let (tx, rx) = oneshot::channel::<()>();
-        let (listening_tx, listening_rx) = oneshot::channel::<Listening>();
-        let task = tokio::spawn(serve::run(
-            platform,
-            async move {
-                let _ = rx.await;
+        let port = support::free_port();
+        let options = Options { ledger: false, manual_clock: true, port, admin_label: "fhir-python-tests" };
+        let mut server = support::start_prepared(
+            options,
+            |_| {},
+            async |platform| {
+                let vault = caduceus_server::vault::open(platform).await.unwrap();
+                let system = Requester::system("fhir-python-test");
+                for file in files {
+                    let parsed = bundle::read_bundle_file(file).unwrap();
+                    let counts = vault.import_bundle(&system, parsed).await.unwrap();
+                    eprintln!("imported {}: {counts:?}", file.file_name().unwrap().to_string_lossy());
+                }
             },
-            move |l| {
-                let _ = listening_tx.send(l.clone());
-            },
-        ));
-        let listening = listening_rx.await.unwrap();
-        let tls = listening.tls.as_ref().unwrap();
-        let pem = std::fs::read(&tls.cert_path).unwrap();
-        let client = reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .build()
-            .unwrap();
-        Server {
-            // The name the server gives itself (`identity.public_url`, by
-            // default https://localhost:PORT); the certificate covers it.
-            url: format!("https://localhost:{port}"),
-            ca: tls.cert_path.clone(),
-            client,
-            admin: admin.secret.expose().clone(),
-            shutdown: Some(tx),
-            task,
-            _dir: dir,
-        }
+        )
+        .await;
+        // The name the server gives itself (`identity.public_url`, by
+        // default https://localhost:PORT); the certificate covers it.
+        server.url = format!("https://localhost:{port}");
+        server
     }
 
-    async fn call(&self, method: Method, path: &str, bearer: &str, body: Option<Value>) -> (u16, Value) {
+    async fn send(&self, method: Method, path: &str, bearer: &str, body: Option<Value>) -> (u16, Value) {
         let mut request = self.client.request(method.clone(), format!("{}{path}", self.url)).bearer_auth(bearer);
         if let Some(body) = body {
             request = request.header("content-type", "application/fhir+json").body(body.to_string());
@@ -159,7 +118,7 @@ impl Server {
     }
 
     async fn expect(&self, method: Method, path: &str, bearer: &str, body: Option<Value>, status: u16) -> Value {
-        let (got, body) = self.call(method.clone(), path, bearer, body).await;
+        let (got, body) = self.send(method.clone(), path, bearer, body).await;
         assert_eq!(got, status, "{method} {path}: {body}");
         body
     }
@@ -167,29 +126,8 @@ impl Server {
     /// A new account (admin creates it; the server generates the password),
     /// signed in with its password: (user id, bearer token).
     async fn user(&self, username: &str, role: &str) -> (String, String) {
-        let r = self
-            .expect(
-                Method::POST,
-                "/api/v1/users",
-                &self.admin,
-                Some(json!({"username": username, "roles": [role]})),
-                201,
-            )
-            .await;
-        let user_id = r["user"]["user_id"].as_str().unwrap().to_owned();
-        let password = r["password"].as_str().unwrap().to_owned();
-        let (status, login) = {
-            let response = self
-                .client
-                .post(format!("{}/api/v1/auth/login", self.url))
-                .json(&json!({"username": username, "password": password}))
-                .send()
-                .await
-                .unwrap();
-            (response.status().as_u16(), response.json::<Value>().await.unwrap())
-        };
-        assert_eq!((status, login["status"].as_str()), (200, Some("authenticated")), "{login}");
-        (user_id, login["token"].as_str().unwrap().to_owned())
+        let (user_id, password) = self.create_user(username, &[role], None).await;
+        (user_id, self.login_token(username, &password).await)
     }
 
     /// The id of the one Patient with this family name.
@@ -198,11 +136,6 @@ impl Server {
         let entries = found["entry"].as_array().unwrap();
         assert_eq!(entries.len(), 1, "{found}");
         entries[0]["resource"]["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.take().unwrap().send(()).unwrap();
-        self.task.await.unwrap().unwrap();
     }
 }
 
@@ -299,7 +232,7 @@ async fn python_fhir_clients_validate_read_and_search_the_api() {
         "--token".into(),
         clinician.clone(),
         "--ca".into(),
-        server.ca.display().to_string(),
+        server.cert_path.as_ref().unwrap().display().to_string(),
         "--patient".into(),
         patient.clone(),
         "--family".into(),

@@ -9,104 +9,24 @@
 //! sleeps and every outcome is exact.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
+
+use caduceus_core::Clock;
 use caduceus_core::config::Config;
-use caduceus_core::{Clock, ManualClock, Timestamp};
 use caduceus_identity::otp::{Algorithm, Totp};
 use caduceus_identity::roles::Role;
 use caduceus_identity::service::IdentitySettings;
 use caduceus_server::access::{Access, POLICY, SESSION_COOKIE};
-use caduceus_server::serve::{self, Listening};
-use caduceus_server::{Platform, app, auth};
+use caduceus_server::app;
 use reqwest::Method;
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
-
-/// 2026-01-01T00:00:00Z, on a TOTP step boundary.
-const START: Timestamp = Timestamp(1_767_225_600_000);
-
-struct Server {
-    url: String,
-    client: reqwest::Client,
-    /// An admin API key (role admin, no scopes), as `caduceus admin issue-token` makes.
-    admin: String,
-    clock: ManualClock,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), caduceus_server::platform::ServerError>>,
-    _dir: tempfile::TempDir,
-}
-
-/// An answer: status, headers, and the body as JSON (`Null` when empty).
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
-}
-
-impl Reply {
-    async fn of(response: reqwest::Response) -> Self {
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() };
-        Self { status, headers, body }
-    }
-
-    /// Assert the status and, for an error, the one JSON error shape; return self.
-    fn expect(self, status: u16) -> Self {
-        assert_eq!(self.status, status, "{}", self.body);
-        if status >= 400 {
-            assert_eq!(self.headers["content-type"], "application/json");
-            assert!(!self.body["error"]["message"].as_str().unwrap().is_empty(), "{}", self.body);
-        }
-        self
-    }
-
-    fn code(&self) -> &str {
-        self.body["error"]["code"].as_str().unwrap_or_default()
-    }
-}
+use support::{Options, Reply, START, Server};
 
 async fn start_with(configure: impl FnOnce(&mut Config)) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::with_data_dir(dir.path());
-    config.server.listen = "127.0.0.1:0".into();
-    configure(&mut config);
-    let clock = ManualClock::new(START);
-    let platform = Platform::start(config, Arc::new(clock.clone())).await.unwrap();
-    let admin = auth::issue_admin_token(&platform, "identity-tests", None, false).await.unwrap();
-    let (tx, rx) = oneshot::channel::<()>();
-    let (listening_tx, listening_rx) = oneshot::channel::<Listening>();
-    let task = tokio::spawn(serve::run(
-        platform,
-        async move {
-            let _ = rx.await;
-        },
-        move |l| {
-            let _ = listening_tx.send(l.clone());
-        },
-    ));
-    let listening = listening_rx.await.unwrap();
-    let tls = listening.tls.as_ref().unwrap();
-    let pem = std::fs::read(&tls.cert_path).unwrap();
-    let client = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
-    Server {
-        url: listening.url(),
-        client,
-        admin: admin.secret.expose().clone(),
-        clock,
-        shutdown: Some(tx),
-        task,
-        _dir: dir,
-    }
+    let options = Options { ledger: false, manual_clock: true, port: 0, admin_label: "identity-tests" };
+    support::start(options, configure).await
 }
 
 async fn start() -> Server {
@@ -114,57 +34,12 @@ async fn start() -> Server {
 }
 
 impl Server {
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.url))
-    }
-
-    /// A request with an optional bearer token and JSON body.
-    async fn call(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>) -> Reply {
-        let mut request = self.request(method, path);
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        Reply::of(request.send().await.unwrap()).await
-    }
-
     async fn get(&self, path: &str, bearer: &str) -> Reply {
         self.call(Method::GET, path, Some(bearer), None).await
     }
 
     async fn post(&self, path: &str, bearer: &str, body: Value) -> Reply {
         self.call(Method::POST, path, Some(bearer), Some(body)).await
-    }
-
-    fn advance_secs(&self, secs: i64) {
-        self.clock.advance_millis(secs * 1000);
-    }
-
-    fn unix_secs(&self) -> u64 {
-        u64::try_from(self.clock.now().as_millis() / 1000).unwrap()
-    }
-
-    /// Create an account through the API with the admin key; the server
-    /// generates the password. Returns (user id, password).
-    async fn create_user(&self, username: &str, roles: &[&str]) -> (String, String) {
-        let r =
-            self.post("/api/v1/users", &self.admin, json!({"username": username, "roles": roles})).await.expect(201);
-        assert_eq!(r.body["user"]["username"], username);
-        (r.body["user"]["user_id"].as_str().unwrap().to_owned(), r.body["password"].as_str().unwrap().to_owned())
-    }
-
-    async fn login(&self, username: &str, password: &str) -> Reply {
-        self.call(Method::POST, "/api/v1/auth/login", None, Some(json!({"username": username, "password": password})))
-            .await
-    }
-
-    /// Sign in with a password alone (bearer); the session token.
-    async fn login_token(&self, username: &str, password: &str) -> String {
-        let r = self.login(username, password).await.expect(200);
-        assert_eq!(r.body["status"], "authenticated", "{}", r.body);
-        r.body["token"].as_str().unwrap().to_owned()
     }
 
     /// Sign in with a password, then the account's current TOTP code.
@@ -193,35 +68,11 @@ impl Server {
         (totp, codes)
     }
 
-    /// The code an authenticator app shows now.
-    fn code(&self, totp: &Totp) -> String {
-        totp.format(totp.code_at_step(totp.step(self.unix_secs())))
-    }
-
     /// A six-digit code that is wrong for every step the server accepts now.
     fn wrong_code(&self, totp: &Totp) -> String {
         let step = totp.step(self.unix_secs());
         let window: Vec<String> = (step - 1..=step + 1).map(|s| totp.format(totp.code_at_step(s))).collect();
         (0..).map(|n: u32| format!("{n:06}")).find(|c| !window.contains(c)).unwrap()
-    }
-
-    /// Every event on the spine, paging through, as the admin reads them.
-    async fn events(&self) -> Vec<Value> {
-        let mut all = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.get(&format!("/api/v1/events?after={after}&limit=500"), &self.admin).await.expect(200);
-            all.extend(page.body["events"].as_array().unwrap().iter().map(|e| e["event"].clone()));
-            match page.body["next_after"].as_u64() {
-                Some(next) => after = next,
-                None => return all,
-            }
-        }
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.take().unwrap().send(()).unwrap();
-        self.task.await.unwrap().unwrap();
     }
 }
 
@@ -285,7 +136,7 @@ async fn every_route_declares_its_access_and_the_server_enforces_it() {
 
     let server = start().await;
     // A nurse holds none of the permissions the API's routes ask for.
-    let (_, password) = server.create_user("nurse.jones", &["nurse"]).await;
+    let (_, password) = server.create_user("nurse.jones", &["nurse"], None).await;
     let nurse = server.login_token("nurse.jones", &password).await;
     let me = server.get("/api/v1/auth/session", &nurse).await.expect(200);
     assert_eq!(me.body["roles"], json!(["nurse"]), "the nurse's session itself works");
@@ -363,7 +214,7 @@ fn histogram(outcomes: &[(u16, Option<u64>, String)]) -> BTreeMap<(u16, String),
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_parallel_guesses_get_nowhere_and_do_not_reveal_whether_the_account_exists() {
     let server = start().await;
-    let (_, password) = server.create_user("clinician.brown", &["clinician"]).await;
+    let (_, password) = server.create_user("clinician.brown", &["clinician"], None).await;
     let free = IdentitySettings::default().account_throttle.free_attempts as usize;
 
     let known = guess_storm(&server, "clinician.brown", 1000).await;
@@ -406,7 +257,7 @@ async fn a_thousand_parallel_guesses_get_nowhere_and_do_not_reveal_whether_the_a
 #[tokio::test]
 async fn password_then_totp_each_code_once_and_recovery_codes_once() {
     let server = start().await;
-    let (user_id, password) = server.create_user("dr.okafor", &["clinician"]).await;
+    let (user_id, password) = server.create_user("dr.okafor", &["clinician"], None).await;
     let r = server.login("dr.okafor", &password).await.expect(200);
     assert_eq!(r.body["status"], "authenticated");
     assert_eq!(r.body["methods"], json!(["password"]));
@@ -470,7 +321,7 @@ async fn password_then_totp_each_code_once_and_recovery_codes_once() {
 #[tokio::test]
 async fn a_privileged_role_without_a_second_factor_can_only_enrol_one() {
     let server = start().await;
-    let (_, password) = server.create_user("it.admin", &["admin"]).await;
+    let (_, password) = server.create_user("it.admin", &["admin"], None).await;
     let r = server.login("it.admin", &password).await.expect(200);
     assert_eq!(r.body["status"], "authenticated");
     assert_eq!(r.body["restricted"], true);
@@ -500,7 +351,7 @@ async fn a_privileged_role_without_a_second_factor_can_only_enrol_one() {
 async fn cookie_sessions_need_the_csrf_token_and_the_right_origin() {
     let origin = "https://caduceus.example";
     let server = start_with(|c| c.identity.public_url = Some(origin.to_owned())).await;
-    let (_, password) = server.create_user("ward.clerk", &["registrar"]).await;
+    let (_, password) = server.create_user("ward.clerk", &["registrar"], None).await;
     let r = server
         .call(
             Method::POST,
@@ -565,7 +416,7 @@ async fn sessions_end_when_idle_when_too_old_on_logout_all_and_when_the_account_
         c.identity.step_up_secs = 300;
     })
     .await;
-    let (user_id, password) = server.create_user("nurse.idle", &["nurse"]).await;
+    let (user_id, password) = server.create_user("nurse.idle", &["nurse"], None).await;
 
     // Idle beyond the timeout: over for good.
     let idle = server.login_token("nurse.idle", &password).await;
@@ -620,7 +471,7 @@ async fn privileged_changes_need_a_recent_re_authentication() {
         c.identity.step_up_secs = 300;
     })
     .await;
-    let (_, password) = server.create_user("sec.admin", &["admin"]).await;
+    let (_, password) = server.create_user("sec.admin", &["admin"], None).await;
     let restricted = server.login_token("sec.admin", &password).await;
     let (totp, _) = server.enrol_totp(&restricted).await;
     server.advance_secs(30);
@@ -641,7 +492,7 @@ async fn privileged_changes_need_a_recent_re_authentication() {
     assert_eq!(r.expect(400).code(), "bad_request", "an account with a second factor steps up with it");
     let r = server.post("/api/v1/auth/step-up", &token, json!({"totp": server.code(&totp)})).await.expect(200);
     let until = r.body["elevated_until"].as_i64().unwrap();
-    assert_eq!(until, server.clock.now().as_millis() + 300_000);
+    assert_eq!(until, server.clock().now().as_millis() + 300_000);
     server.post("/api/v1/users", &token, json!({"username": "nurse.two", "roles": ["nurse"]})).await.expect(201);
     server.stop().await;
 }
@@ -690,7 +541,7 @@ async fn api_keys_are_scoped_expire_and_can_be_revoked() {
     server.post("/api/v1/events", &expiring, event).await.expect(401);
 
     // Only holders of manage_identity issue keys.
-    let (_, password) = server.create_user("dr.keys", &["clinician"]).await;
+    let (_, password) = server.create_user("dr.keys", &["clinician"], None).await;
     let clinician = server.login_token("dr.keys", &password).await;
     let r = server.post("/api/v1/api-keys", &clinician, issue).await.expect(403);
     assert_eq!(r.code(), "forbidden");
@@ -700,7 +551,7 @@ async fn api_keys_are_scoped_expire_and_can_be_revoked() {
 #[tokio::test]
 async fn sign_ins_are_audited_without_secrets_or_unknown_names() {
     let server = start().await;
-    let (user_id, password) = server.create_user("dr.audit", &["clinician"]).await;
+    let (user_id, password) = server.create_user("dr.audit", &["clinician"], None).await;
     let enrolment = server.login_token("dr.audit", &password).await;
     let r = server.call(Method::POST, "/api/v1/account/totp", Some(&enrolment), None).await.expect(200);
     let secret = r.body["secret"].as_str().unwrap().to_owned();

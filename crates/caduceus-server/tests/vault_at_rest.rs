@@ -15,8 +15,10 @@
 //! unless `TEST_REQUIRE_POSTGRES=1`. Raw SQL goes through `psql`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+#[path = "support/scan.rs"]
+mod scan;
+
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -26,6 +28,7 @@ use caduceus_server::Platform;
 use caduceus_server::vault::SpineSink;
 use caduceus_vault::keyring::{KekDir, Keyring, KeyringError};
 use caduceus_vault::service::{Requester, Vault, VaultError, VaultSettings};
+use scan::{occurrences, walk};
 use serde_json::{Map, Value, json};
 
 /// Every seeded value that identifies a patient; none may be stored in the clear.
@@ -174,45 +177,6 @@ fn dump_postgres(url: &str) -> String {
         dump.push_str(&format!("== {table}\n{rows}\n"));
     }
     dump
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
-    }
-    files
-}
-
-/// Which of `needles` occur in `haystack`, ASCII case-insensitively. One
-/// pass over the haystack, indexed by each needle's first four bytes.
-fn occurrences(haystack: &[u8], needles: &[&str]) -> Vec<String> {
-    let hay = haystack.to_ascii_lowercase();
-    let lowered: Vec<Vec<u8>> = needles.iter().map(|n| n.as_bytes().to_ascii_lowercase()).collect();
-    let mut by_prefix: HashMap<[u8; 4], Vec<usize>> = HashMap::new();
-    for (i, n) in lowered.iter().enumerate() {
-        assert!(n.len() >= 4, "needle {:?} is too short to search for", needles[i]);
-        by_prefix.entry([n[0], n[1], n[2], n[3]]).or_default().push(i);
-    }
-    let mut first_two = vec![false; 1 << 16];
-    for key in by_prefix.keys() {
-        first_two[(usize::from(key[0]) << 8) | usize::from(key[1])] = true;
-    }
-    let mut found = vec![false; needles.len()];
-    for i in 0..hay.len().saturating_sub(3) {
-        if !first_two[(usize::from(hay[i]) << 8) | usize::from(hay[i + 1])] {
-            continue;
-        }
-        if let Some(candidates) = by_prefix.get(&[hay[i], hay[i + 1], hay[i + 2], hay[i + 3]]) {
-            for &c in candidates {
-                if hay[i..].starts_with(&lowered[c]) {
-                    found[c] = true;
-                }
-            }
-        }
-    }
-    needles.iter().zip(found).filter(|(_, f)| *f).map(|(n, _)| (*n).to_owned()).collect()
 }
 
 fn assert_none_stored(stored: &[(String, Vec<u8>)], when: &str) {

@@ -1,7 +1,8 @@
 //! The real `caduceus` binary, end to end: `demo`, `serve --config` on SQLite
 //! and PostgreSQL, `admin issue-token`, `version`, bad configurations, and
-//! clean shutdown on SIGTERM. The vault commands (import, rotate-kek, the
-//! patient-verifiable access log) are in `vault.rs`, a second test binary.
+//! clean shutdown on SIGTERM. The ledger (`cli/ledger.rs`) and the vault
+//! commands (`cli/vault.rs`: import, rotate-kek, the patient-verifiable
+//! access log) are modules of this binary, using its helpers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader};
@@ -14,6 +15,11 @@ use serde_json::Value;
 
 #[path = "cli/ledger.rs"]
 mod ledger;
+/// Scanning stored bytes, shared with the server's `vault_at_rest` test.
+#[path = "../../caduceus-server/tests/support/scan.rs"]
+mod scan;
+#[path = "cli/vault.rs"]
+mod vault;
 
 const BIN: &str = env!("CARGO_BIN_EXE_caduceus");
 

@@ -16,6 +16,7 @@ use caduceus_ledger::seal::commitment;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use super::scan::walk;
 use super::{Running, command, spawn, token_from};
 
 /// Publish an event over the API; the response (202 once it is sealed).
@@ -357,15 +358,6 @@ fn copy_tree(from: &Path, to: &Path) {
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::copy(&entry, &target).unwrap();
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
-    }
-    files
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

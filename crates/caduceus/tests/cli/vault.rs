@@ -10,18 +10,17 @@
 //! The Synthea data is read from `../shared/data` (next to the repository);
 //! when it is absent those tests print a loud SKIPPED line. The database is
 //! inspected with Python's `sqlite3` module (no database driver in this crate).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_caduceus");
+use super::scan::{occurrences, walk};
+use super::{Running, spawn};
+
 const HIV: &str = "fhir-synthea-hiv-bundles/sample_data";
 const COVID: &str = "fhir-synthea-covid-juvenile/sample_covid_fhir_juvenile_patients/original_fhir_json";
 /// Organisation data, which an import reuses by identifier.
@@ -29,12 +28,9 @@ const SHARED_TYPES: &[&str] = &["Practitioner", "PractitionerRole", "Organizatio
 
 // ----- running the binary ----------------------------------------------
 
+/// The binary (`cli.rs`), logging warnings only.
 fn command() -> Command {
-    let mut cmd = Command::new(BIN);
-    // The tests' own environment must not leak settings into the process.
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CADUCEUS_")) {
-        cmd.env_remove(key);
-    }
+    let mut cmd = super::command();
     cmd.env("RUST_LOG", "warn");
     cmd
 }
@@ -58,88 +54,6 @@ fn import(data: &Path, files: &[PathBuf]) -> Value {
     let stdout = String::from_utf8(output.stdout).unwrap();
     let start = stdout.find('{').unwrap_or_else(|| panic!("no JSON report: {stdout}"));
     serde_json::from_str(&stdout[start..]).unwrap_or_else(|e| panic!("not a JSON report ({e}): {stdout}"))
-}
-
-/// A running `caduceus serve` and what it printed.
-struct Running {
-    child: Child,
-    stdout: Vec<String>,
-    url: String,
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-    stderr_reader: std::thread::JoinHandle<()>,
-}
-
-/// Start the binary and wait for its `listening on URL` line.
-fn spawn(mut cmd: Command) -> Running {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let log = stderr.clone();
-    let pipe = child.stderr.take().unwrap();
-    let stderr_reader = std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let mut log = log.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) => {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let url = url.to_owned();
-                    lines.push(line);
-                    return Running { child, stdout: lines, url, stderr, stderr_reader };
-                }
-                lines.push(line);
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("no `listening on` line; stdout so far: {lines:?}; stderr: {}", stderr.lock().unwrap());
-            }
-        }
-    }
-}
-
-impl Running {
-    fn client(&self, data_dir: &Path) -> reqwest::Client {
-        let pem = std::fs::read(data_dir.join("tls/cert.pem")).unwrap();
-        reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-            .build()
-            .unwrap()
-    }
-
-    /// SIGTERM, then expect a clean exit; returns stderr.
-    fn terminate(self) -> String {
-        let Self { mut child, stderr, stderr_reader, .. } = self;
-        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-        assert!(status.success());
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(std::time::Instant::now() < deadline, "did not exit within 30 s of SIGTERM");
-            #[allow(clippy::disallowed_methods)] // polling a child process from a test, not runtime code
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        stderr_reader.join().unwrap();
-        let stderr = stderr.lock().unwrap().clone();
-        assert!(status.success(), "exit {status:?}; stderr: {stderr}");
-        stderr
-    }
 }
 
 // ----- data and database -----------------------------------------------
@@ -223,45 +137,6 @@ fn wrapping_keks(data: &Path) -> Vec<String> {
         .into_iter()
         .map(|r| r[0].as_str().unwrap().to_owned())
         .collect()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
-    }
-    files
-}
-
-/// Which of `needles` occur in `haystack`, ASCII case-insensitively. One
-/// pass over the haystack, indexed by each needle's first four bytes.
-fn occurrences(haystack: &[u8], needles: &[String]) -> Vec<String> {
-    let hay = haystack.to_ascii_lowercase();
-    let lowered: Vec<Vec<u8>> = needles.iter().map(|n| n.as_bytes().to_ascii_lowercase()).collect();
-    let mut by_prefix: HashMap<[u8; 4], Vec<usize>> = HashMap::new();
-    for (i, n) in lowered.iter().enumerate() {
-        assert!(n.len() >= 4, "needle {:?} is too short to search for", needles[i]);
-        by_prefix.entry([n[0], n[1], n[2], n[3]]).or_default().push(i);
-    }
-    let mut first_two = vec![false; 1 << 16];
-    for key in by_prefix.keys() {
-        first_two[(usize::from(key[0]) << 8) | usize::from(key[1])] = true;
-    }
-    let mut found = vec![false; needles.len()];
-    for i in 0..hay.len().saturating_sub(3) {
-        if !first_two[(usize::from(hay[i]) << 8) | usize::from(hay[i + 1])] {
-            continue;
-        }
-        if let Some(candidates) = by_prefix.get(&[hay[i], hay[i + 1], hay[i + 2], hay[i + 3]]) {
-            for &c in candidates {
-                if hay[i..].starts_with(&lowered[c]) {
-                    found[c] = true;
-                }
-            }
-        }
-    }
-    needles.iter().zip(found).filter(|(_, f)| *f).map(|(n, _)| n.clone()).collect()
 }
 
 fn is_uuid(s: &str) -> bool {
