@@ -188,7 +188,7 @@ async fn import_online(
             }
         };
         let path = unit.path.clone();
-        bar.set_message(name);
+        bar.set_message(name.clone());
         let response = client
             .post(&endpoint)
             .bearer_auth(token)
@@ -203,15 +203,36 @@ async fn import_online(
             let why = answer.pointer("/issue/0/diagnostics").and_then(Value::as_str).unwrap_or("no detail");
             return Err(fail(format!("{}: the server answered {status}: {why}", path.display())));
         }
+        // A batch answers per entry: every refusal is reported, none is lost.
+        let mut refused: BTreeMap<String, u64> = BTreeMap::new();
         for entry in answer.get("entry").and_then(Value::as_array).into_iter().flatten() {
             let location = entry.pointer("/response/location").and_then(Value::as_str).unwrap_or_default();
-            let ok = entry.pointer("/response/status").and_then(Value::as_str).is_some_and(|s| s.starts_with('2'));
-            if let (true, Some(t)) = (ok, location.split('/').next().filter(|t| !t.is_empty())) {
-                *report.by_type.entry(t.to_owned()).or_default() += 1;
-                report.resources += 1;
+            let status = entry.pointer("/response/status").and_then(Value::as_str).unwrap_or("no status");
+            match (status.starts_with('2'), location.split('/').next().filter(|t| !t.is_empty())) {
+                (true, Some(t)) => {
+                    *report.by_type.entry(t.to_owned()).or_default() += 1;
+                    report.resources += 1;
+                }
+                _ => {
+                    let why = entry
+                        .pointer("/response/outcome/issue/0/diagnostics")
+                        .and_then(Value::as_str)
+                        .map(|d| d.chars().take(160).collect::<String>())
+                        .unwrap_or_default();
+                    *refused.entry(format!("{status} {why}")).or_default() += 1;
+                }
             }
         }
         bar.inc(n);
+        if !refused.is_empty() {
+            let total: u64 = refused.values().sum();
+            let detail: Vec<String> = refused.iter().map(|(why, k)| format!("{k} × {why}")).collect();
+            return Err(fail(format!(
+                "{name}: the server refused {total} entries ({} stored before): {}",
+                report.resources,
+                detail.join("; ")
+            )));
+        }
     }
     Ok(report)
 }
