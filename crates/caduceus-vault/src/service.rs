@@ -1059,19 +1059,19 @@ impl Vault {
             patients: Vec::new(),
             query: Some(redacted),
         };
-        // The scope check does not depend on a patient: ask without one
-        // first, so a role that may not search this type at all is refused
-        // before anything is read.
-        if who.patient_ref.is_some() {
-            let own = who.patient_ref.clone().unwrap_or_default();
-            let decision = self.authorise(who, Action::Search, &access, Some(&own), None).await?;
-            query.compartments = Some(vec![Compartment::Patient(own).key_name(), Compartment::Shared.key_name()]);
-            let _ = decision;
-        } else {
-            let decision = self.decide(who, Action::Search, resource_type, None, None).await?;
-            if !decision.allowed && !decision.reasons.iter().any(|r| r.contains("relationship")) {
-                self.audit(who, &access, AccessOutcome::Denied, Some(&decision), None, None).await?;
-                return Err(VaultError::Denied { reasons: decision.decision.reasons, break_glass_possible: false });
+        // A patient searches their own record (and organisation data) only.
+        // Anyone else: the scope check does not depend on a patient, so a
+        // role that may not search this type at all is refused (and
+        // audited) before anything is read; each patient's results are
+        // then decided below.
+        let own = who.patient_ref.clone().filter(|_| who.roles.iter().any(|r| r == policy::ROLE_PATIENT));
+        match own {
+            Some(own) => {
+                self.authorise(who, Action::Search, &access, Some(&own), None).await?;
+                query.compartments = Some(vec![Compartment::Patient(own).key_name(), Compartment::Shared.key_name()]);
+            }
+            None => {
+                self.authorise(who, Action::Search, &access, None, None).await?;
             }
         }
         let (rows, total) = self.store.search_records(&query).await?;
