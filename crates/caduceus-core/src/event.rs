@@ -716,7 +716,7 @@ impl SecurityEvent {
     /// SHA-256 of the canonical form.
     pub fn digest(&self) -> Result<EventDigest, EventError> {
         let bytes = self.canonical_bytes()?;
-        Ok(EventDigest(Sha256::digest(&bytes).into()))
+        Ok(EventDigest::of_canonical(&bytes))
     }
 
     pub fn uid(&self) -> EventId {
@@ -759,6 +759,13 @@ impl SecurityEvent {
 pub struct EventDigest(pub [u8; 32]);
 
 impl EventDigest {
+    /// The digest of an event's canonical bytes (as [`SecurityEvent::canonical_bytes`]
+    /// returns them, or as stored): computing it from stored bytes checks
+    /// them without serialising the event again.
+    pub fn of_canonical(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }

@@ -57,36 +57,43 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// One event as persisted: its place in the spine and its digest.
+/// One event as persisted: its place in the spine, its digest, and its
+/// canonical form (computed once, by the publisher: the spine's single
+/// committer and every consumer reuse it instead of serialising again).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     /// Position in the spine, from 1, without gaps.
     pub seq: u64,
     pub digest: EventDigest,
     pub event: SecurityEvent,
+    /// RFC 8785 canonical JSON of `event`; `digest` is its SHA-256.
+    body: String,
 }
 
 impl StoredEvent {
     pub fn new(seq: u64, event: SecurityEvent) -> Result<Self> {
-        let digest = event.digest().map_err(|e| StoreError::Invalid(e.to_string()))?;
-        Ok(Self { seq, digest, event })
+        let bytes = event.canonical_bytes().map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let digest = EventDigest::of_canonical(&bytes);
+        let body = String::from_utf8(bytes).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        Ok(Self { seq, digest, event, body })
     }
 
-    /// Rebuild from stored columns, checking the body against its digest.
+    /// Rebuild from stored columns, checking the body against its digest:
+    /// the stored bytes are the canonical form, so hashing them checks them
+    /// byte for byte, and a body that parses but is not canonical is corrupt.
     fn from_row(seq: i64, digest: &[u8], body: &str) -> Result<Self> {
         let seq = u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("negative seq {seq}")))?;
-        let event = SecurityEvent::from_json_slice(body.as_bytes())
-            .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
-        let stored = Self::new(seq, event).map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
-        if stored.digest.0.as_slice() != digest {
+        let actual = EventDigest::of_canonical(body.as_bytes());
+        if actual.0.as_slice() != digest {
             return Err(StoreError::Corrupt(format!("event {seq}: body does not match its digest")));
         }
-        Ok(stored)
+        let event = SecurityEvent::from_json_slice(body.as_bytes())
+            .map_err(|e| StoreError::Corrupt(format!("event {seq}: {e}")))?;
+        Ok(Self { seq, digest: actual, event, body: body.to_owned() })
     }
 
     fn body(&self) -> Result<String> {
-        let bytes = self.event.canonical_bytes().map_err(|e| StoreError::Invalid(e.to_string()))?;
-        String::from_utf8(bytes).map_err(|e| StoreError::Invalid(e.to_string()))
+        Ok(self.body.clone())
     }
 }
 
