@@ -619,6 +619,9 @@ async fn search_by_names_identifiers_dates_references_with_paging_sorting_and_in
     let everything = server.get(&format!("/fhir/Patient/{p2}/$everything"), &clinician).await.status(200).body;
     assert_eq!(matches(&everything), set(&[&p2, &e2, &o4, &o5]));
     server.get(&format!("/fhir/Patient/{p3}/$everything"), &clinician).await.outcome(403, "forbidden");
+    // A registrar reads demographics and encounters, not the clinical record.
+    let everything = server.get(&format!("/fhir/Patient/{p1}/$everything"), &registrar).await.status(200).body;
+    assert_eq!(matches(&everything), set(&[&p1, &e1]));
     server.stop().await;
 }
 

@@ -1219,18 +1219,37 @@ impl Vault {
         let next = (rows.len() == count as usize)
             .then(|| rows.last().map(|r| (r.resource_type.clone(), r.id.clone())))
             .flatten();
+        // The whole record is released type by type: a role that may read
+        // the Patient (a registrar) does not thereby read its Observations.
+        let mut allowed_types: BTreeMap<String, bool> = BTreeMap::new();
+        let mut withheld: BTreeSet<String> = BTreeSet::new();
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            out.push(self.open_row(row).await?);
+            let ok = match allowed_types.get(&row.resource_type) {
+                Some(ok) => *ok,
+                None => {
+                    let ok = row.resource_type == "Patient"
+                        || self.decide(who, action, &row.resource_type, Some(patient), None).await?.allowed;
+                    allowed_types.insert(row.resource_type.clone(), ok);
+                    ok
+                }
+            };
+            if ok {
+                out.push(self.open_row(row).await?);
+            } else {
+                withheld.insert(row.resource_type.clone());
+            }
         }
-        if after.is_none() || record_action != RecordAction::Export {
+        let detail = (!withheld.is_empty())
+            .then(|| format!("withheld by policy: {}", withheld.iter().cloned().collect::<Vec<_>>().join(", ")));
+        if after.is_none() || record_action != RecordAction::Export || detail.is_some() {
             self.audit(
                 who,
                 &access,
                 AccessOutcome::Allowed,
                 Some(&decision),
                 Self::grant_of(&decision).as_deref(),
-                None,
+                detail,
             )
             .await?;
         }
