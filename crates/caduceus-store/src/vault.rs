@@ -69,8 +69,9 @@ pub struct KeyRow {
     pub legal_hold: Option<String>,
 }
 
-/// FHIR search prefixes, as the store applies them to an indexed range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// FHIR search prefixes, as the store applies them to an indexed range (the
+/// vault's search parser uses this same type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RangePrefix {
     Eq,
     Ne,
@@ -82,6 +83,35 @@ pub enum RangePrefix {
     Eb,
     /// Approximately: the caller widens the range; the store tests overlap.
     Ap,
+}
+
+impl RangePrefix {
+    pub const ALL: [RangePrefix; 9] = [
+        RangePrefix::Eq,
+        RangePrefix::Ne,
+        RangePrefix::Gt,
+        RangePrefix::Lt,
+        RangePrefix::Ge,
+        RangePrefix::Le,
+        RangePrefix::Sa,
+        RangePrefix::Eb,
+        RangePrefix::Ap,
+    ];
+
+    /// The prefix as written in a search value (`ge`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RangePrefix::Eq => "eq",
+            RangePrefix::Ne => "ne",
+            RangePrefix::Gt => "gt",
+            RangePrefix::Lt => "lt",
+            RangePrefix::Ge => "ge",
+            RangePrefix::Le => "le",
+            RangePrefix::Sa => "sa",
+            RangePrefix::Eb => "eb",
+            RangePrefix::Ap => "ap",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

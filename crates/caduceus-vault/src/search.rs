@@ -681,44 +681,12 @@ fn parse_clock(clock: &str) -> Option<(i64, i64)> {
     Some((base + kept.parse::<i64>().ok()? * scale, scale))
 }
 
-/// A FHIR search prefix of a date value (R4 search, "prefix").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Prefix {
-    Eq,
-    Ne,
-    Gt,
-    Lt,
-    Ge,
-    Le,
-    Sa,
-    Eb,
-    /// Approximately: the target overlaps the search range widened on each
-    /// side by a tenth of its width, at least one day. [`DateMatch::parse`]
-    /// widens the range, so `lo`/`hi` of an `ap` match are the widened ones
-    /// and a store matches by overlap. The spec suggests a tenth of the gap
-    /// to now; that would make a search depend on the clock.
-    Ap,
-}
-
-impl Prefix {
-    const ALL: [Prefix; 9] =
-        [Prefix::Eq, Prefix::Ne, Prefix::Gt, Prefix::Lt, Prefix::Ge, Prefix::Le, Prefix::Sa, Prefix::Eb, Prefix::Ap];
-
-    /// The prefix as written in a search value (`ge`).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Prefix::Eq => "eq",
-            Prefix::Ne => "ne",
-            Prefix::Gt => "gt",
-            Prefix::Lt => "lt",
-            Prefix::Ge => "ge",
-            Prefix::Le => "le",
-            Prefix::Sa => "sa",
-            Prefix::Eb => "eb",
-            Prefix::Ap => "ap",
-        }
-    }
-}
+/// A FHIR search prefix. For `ap` (approximately), [`DateMatch::parse`]
+/// widens the range on each side by a tenth of its width, at least one day,
+/// so `lo`/`hi` of an `ap` match are the widened ones and a store matches by
+/// overlap. (The spec suggests a tenth of the gap to now; that would make a
+/// search depend on the clock.) One type with the store's, which applies it.
+pub use caduceus_store::vault::RangePrefix as Prefix;
 
 /// A date search value: its prefix and the inclusive range (ms, UTC) its
 /// precision covers (for `ap`, already widened: see [`Prefix::Ap`]).

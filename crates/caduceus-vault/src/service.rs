@@ -15,8 +15,7 @@ use async_trait::async_trait;
 use caduceus_core::event::{AccessOutcome, RecordAction};
 use caduceus_core::{Clock, SecurityEvent, Timestamp};
 use caduceus_store::vault::{
-    Expected, IndexRow, QueryClause, QueryMatch, RangeCond, RangePrefix, RecordQuery, RecordWrite, SortField,
-    VersionRow,
+    Expected, IndexRow, QueryClause, QueryMatch, RangeCond, RecordQuery, RecordWrite, SortField, VersionRow,
 };
 use caduceus_store::{Store, StoreError};
 use serde_json::{Map, Value, json};
@@ -1893,7 +1892,7 @@ pub fn search_set(page: &SearchPage, base: &str) -> Value {
 
 /// The store query for a parsed search.
 fn store_query(resource_type: &str, request: &SearchRequest) -> RecordQuery {
-    let range = |m: &search::DateMatch| RangeCond { prefix: range_prefix(m.prefix), lo: m.lo, hi: m.hi };
+    let range = |m: &search::DateMatch| RangeCond { prefix: m.prefix, lo: m.lo, hi: m.hi };
     RecordQuery {
         resource_type: Some(resource_type.to_owned()),
         ids: request.ids.clone(),
@@ -1926,20 +1925,6 @@ fn store_query(resource_type: &str, request: &SearchRequest) -> RecordQuery {
         limit: request.count,
         offset: request.offset,
         with_total: request.total,
-    }
-}
-
-fn range_prefix(p: search::Prefix) -> RangePrefix {
-    match p {
-        search::Prefix::Eq => RangePrefix::Eq,
-        search::Prefix::Ne => RangePrefix::Ne,
-        search::Prefix::Gt => RangePrefix::Gt,
-        search::Prefix::Lt => RangePrefix::Lt,
-        search::Prefix::Ge => RangePrefix::Ge,
-        search::Prefix::Le => RangePrefix::Le,
-        search::Prefix::Sa => RangePrefix::Sa,
-        search::Prefix::Eb => RangePrefix::Eb,
-        search::Prefix::Ap => RangePrefix::Ap,
     }
 }
 
