@@ -526,7 +526,7 @@ impl Report {
 /// Run every section.
 pub fn run(plan: &Plan) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let load_before = load_average();
+    let load_before = util::load_average();
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     util::progress(format!(
         "identity benchmark ({}), {cores} cores, load average {}",
@@ -615,33 +615,8 @@ pub fn run(plan: &Plan) -> anyhow::Result<Report> {
         setup_s,
         total_s: started.elapsed().as_secs_f64(),
         load_before,
-        load_after: load_average(),
+        load_after: util::load_average(),
     })
-}
-
-/// CPU time this process has used, user and system, over every thread
-/// alive or gone: fields 14 and 15 of `/proc/self/stat`, in the kernel's
-/// fixed user-space tick of 1/100 s. `None` off Linux.
-fn process_cpu() -> Option<Duration> {
-    const TICK: Duration = Duration::from_millis(10);
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: u32 = fields.get(11)?.parse().ok()?;
-    let stime: u32 = fields.get(12)?.parse().ok()?;
-    Some(TICK * utime.saturating_add(stime))
-}
-
-/// CPU time per operation since `before`, in `unit`s of a second (1e3 for
-/// milliseconds, 1e9 for nanoseconds).
-fn cpu_per_op(before: Option<Duration>, ops: u64, unit: f64) -> Option<f64> {
-    let used = process_cpu()?.checked_sub(before?)?;
-    (ops > 0).then(|| used.as_secs_f64() * unit / ops as f64)
-}
-
-/// The one-minute load average, from `/proc/loadavg`.
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 // ----- argon2 ----------------------------------------------------------------
@@ -696,14 +671,14 @@ fn on_threads(
                 })
             })
             .collect();
-        let cpu = process_cpu();
+        let cpu = util::process_cpu();
         start.wait();
         let started = Instant::now();
         let mut total = 0;
         for worker in workers {
             total += worker.join().map_err(|_| anyhow!("a benchmark thread panicked"))??;
         }
-        Ok((util::rate(total, started.elapsed()), cpu_per_op(cpu, total, 1e3)))
+        Ok((util::rate(total, started.elapsed()), util::cpu_per_op(cpu, total, 1e3)))
     })
 }
 
@@ -835,7 +810,7 @@ async fn login_point(
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<(LoginPoint, Vec<String>)> {
-    let cpu = process_cpu();
+    let cpu = util::process_cpu();
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..concurrency)
@@ -864,7 +839,7 @@ async fn login_point(
         secrets.append(&mut s);
     }
     let elapsed = started.elapsed();
-    let cpu_ms = cpu_per_op(cpu, latencies.len() as u64, 1e3);
+    let cpu_ms = util::cpu_per_op(cpu, latencies.len() as u64, 1e3);
     latencies.sort_unstable();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let total: Duration = latencies.iter().sum();
@@ -972,14 +947,14 @@ fn token_point(
                 })
             })
             .collect();
-        let cpu = process_cpu();
+        let cpu = util::process_cpu();
         start.wait();
         let started = Instant::now();
         let mut total = 0;
         for worker in workers {
             total += worker.join().map_err(|_| anyhow!("a benchmark thread panicked"))??;
         }
-        Ok((total, started.elapsed(), cpu_per_op(cpu, total, 1e9)))
+        Ok((total, started.elapsed(), util::cpu_per_op(cpu, total, 1e9)))
     })?;
     Ok(TokenPoint { kind: kind.name(), threads, validations, per_s: util::rate(validations, elapsed), cpu_ns })
 }
@@ -1036,15 +1011,15 @@ mod tests {
     #[test]
     fn cpu_time_and_load_are_read_on_linux() {
         if cfg!(target_os = "linux") {
-            let before = process_cpu().unwrap();
+            let before = util::process_cpu().unwrap();
             let spin = Instant::now();
             while spin.elapsed() < Duration::from_millis(50) {
                 black_box(0u64);
             }
-            assert!(process_cpu().unwrap() >= before);
-            assert!(cpu_per_op(Some(before), 10, 1e3).is_some());
-            assert_eq!(cpu_per_op(Some(before), 0, 1e3), None);
-            assert!(load_average().is_some());
+            assert!(util::process_cpu().unwrap() >= before);
+            assert!(util::cpu_per_op(Some(before), 10, 1e3).is_some());
+            assert_eq!(util::cpu_per_op(Some(before), 0, 1e3), None);
+            assert!(util::load_average().is_some());
         }
     }
 

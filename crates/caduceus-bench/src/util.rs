@@ -1,5 +1,5 @@
 //! Helpers shared by the measurements: scratch directories, seals, ledgers
-//! that close off the runtime, percentiles.
+//! that close off the runtime, percentiles, CPU time and load.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -93,6 +93,31 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 pub fn round(value: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (value * scale).round() / scale
+}
+
+/// CPU time this process has used, user and system, over every thread
+/// alive or gone: fields 14 and 15 of `/proc/self/stat`, in the kernel's
+/// fixed user-space tick of 1/100 s. `None` off Linux.
+pub fn process_cpu() -> Option<Duration> {
+    const TICK: Duration = Duration::from_millis(10);
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: u32 = fields.get(11)?.parse().ok()?;
+    let stime: u32 = fields.get(12)?.parse().ok()?;
+    Some(TICK * utime.saturating_add(stime))
+}
+
+/// CPU time per operation since `before`, in `unit`s of a second (1e3 for
+/// milliseconds, 1e9 for nanoseconds).
+pub fn cpu_per_op(before: Option<Duration>, ops: u64, unit: f64) -> Option<f64> {
+    let used = process_cpu()?.checked_sub(before?)?;
+    (ops > 0).then(|| used.as_secs_f64() * unit / ops as f64)
+}
+
+/// The one-minute load average, from `/proc/loadavg`.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -462,25 +462,6 @@ fn clinician(user_id: &str) -> Requester {
     }
 }
 
-/// CPU time of this process (user and system), from `/proc/self/stat`.
-fn process_cpu() -> Option<Duration> {
-    const TICK: Duration = Duration::from_millis(10);
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let utime: u32 = fields.get(11)?.parse().ok()?;
-    let stime: u32 = fields.get(12)?.parse().ok()?;
-    Some(TICK * utime.saturating_add(stime))
-}
-
-fn cpu_ms_per_op(before: Option<Duration>, ops: u64) -> Option<f64> {
-    let used = process_cpu()?.checked_sub(before?)?;
-    (ops > 0).then(|| used.as_secs_f64() * 1e3 / ops as f64)
-}
-
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
-}
-
 /// A small per-task random generator (xorshift64*).
 struct Rng(u64);
 
@@ -508,7 +489,7 @@ fn point_from(mut latencies: Vec<Duration>, elapsed: Duration, cpu: Option<Durat
         per_s: util::rate(ops, elapsed),
         p50_ms: ms(util::percentile(&latencies, 50.0)),
         p99_ms: ms(util::percentile(&latencies, 99.0)),
-        cpu_ms: cpu_ms_per_op(cpu, ops),
+        cpu_ms: util::cpu_per_op(cpu, ops, 1e3),
         per_s_sealed: None,
         seal_lag_ms: None,
         busy_retries: 0,
@@ -523,7 +504,7 @@ async fn creates(
     offset: usize,
 ) -> anyhow::Result<(Point, Vec<String>)> {
     let next = Arc::new(AtomicUsize::new(0));
-    let cpu = process_cpu();
+    let cpu = util::process_cpu();
     let started = Instant::now();
     let tasks: Vec<_> = (0..plan.concurrency)
         .map(|_| {
@@ -611,7 +592,7 @@ async fn reads(vault: &Arc<Vault>, who: &Requester, ids: &Arc<Vec<String>>, plan
     if ids.is_empty() {
         bail!("nothing to read");
     }
-    let cpu = process_cpu();
+    let cpu = util::process_cpu();
     let started = Instant::now();
     let deadline = started + plan.read_point;
     let tasks: Vec<_> = (0..plan.concurrency)
@@ -660,7 +641,7 @@ async fn http_reads(
     for task in warm {
         task.await.context("a warm-up task failed")??;
     }
-    let cpu = process_cpu();
+    let cpu = util::process_cpu();
     let started = Instant::now();
     let deadline = started + plan.read_point;
     let tasks: Vec<_> = (0..plan.concurrency)
@@ -1077,7 +1058,7 @@ async fn import(plan: &Plan) -> anyhow::Result<ImportFigures> {
         bail!("no Synthea bundles in {SYNTHEA_DIR}");
     }
     let dir = util::scratch_dir("vault-import")?;
-    let cpu = process_cpu();
+    let cpu = util::process_cpu();
     let started = Instant::now();
     let units = bundle::import_plan(&files).map_err(|e| anyhow!("import plan: {e}"))?;
     let platform = Platform::start(Config::with_data_dir(dir.path()), Arc::new(SystemClock))
@@ -1109,14 +1090,14 @@ async fn import(plan: &Plan) -> anyhow::Result<ImportFigures> {
     let elapsed = started.elapsed();
     figures.seconds = elapsed.as_secs_f64();
     figures.per_s = util::rate(figures.resources, elapsed);
-    figures.cpu_ms = cpu_ms_per_op(cpu, figures.resources);
+    figures.cpu_ms = util::cpu_per_op(cpu, figures.resources, 1e3);
     drop(dir);
     Ok(figures)
 }
 
 pub fn run(plan: &Plan) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let load_before = load_average();
+    let load_before = util::load_average();
     let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(1);
     util::progress(format!(
         "vault benchmark ({}), {cores} cores, load average {}",
@@ -1154,6 +1135,6 @@ pub fn run(plan: &Plan) -> anyhow::Result<Report> {
         import: i,
         total_s: started.elapsed().as_secs_f64(),
         load_before,
-        load_after: load_average(),
+        load_after: util::load_average(),
     })
 }

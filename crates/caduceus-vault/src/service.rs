@@ -760,7 +760,7 @@ impl Vault {
             None => return Err(VaultError::NotFound(name)),
         };
         let patient = patient_of_compartment(&row.compartment);
-        let mut access = Access {
+        let access = Access {
             action: if version.is_some() { RecordAction::Vread } else { RecordAction::Read },
             resource_type,
             resource: Some(format!("{name}/_history/{}", row.version)),
@@ -772,7 +772,6 @@ impl Vault {
         let decision = self.authorise(who, Action::Read, &access, patient, category.as_deref()).await?;
         let grant = Self::grant_of(&decision);
         if row.deleted {
-            access.resource = Some(format!("{name}/_history/{}", row.version));
             self.audit(who, &access, AccessOutcome::Failed, Some(&decision), grant.as_deref(), Some("deleted".into()))
                 .await?;
             return Err(VaultError::Gone(name));
@@ -1091,6 +1090,10 @@ impl Vault {
         let mut allowed: BTreeMap<Option<String>, bool> = BTreeMap::new();
         let mut reasons = Vec::new();
         let mut grant = None;
+        // The patients whose data is released (for the audit event), and
+        // those whose Patient resource `_include` adds.
+        let mut shown = BTreeSet::new();
+        let mut to_include = BTreeSet::new();
         for row in &rows {
             let patient = patient_of_compartment(&row.compartment).map(str::to_owned);
             let ok = match allowed.get(&patient) {
@@ -1114,18 +1117,17 @@ impl Vault {
             let stored = self.open_row(row).await?;
             if request.post_filters.iter().all(|f| stored.resource.as_ref().is_some_and(|r| f.matches(r))) {
                 page.matches.push(stored);
+                if let Some(p) = patient {
+                    if row.resource_type != "Patient" {
+                        to_include.insert(p.clone());
+                    }
+                    shown.insert(p);
+                }
             }
         }
         if request.include_patient {
-            let mut seen = BTreeSet::new();
-            for stored in &page.matches {
-                if stored.resource_type == "Patient" {
-                    continue;
-                }
-                let Some(resource) = &stored.resource else { continue };
-                if let Compartment::Patient(p) = resource::compartment_of(&stored.resource_type, &stored.id, resource)
-                    && seen.insert(p.clone())
-                    && let Some(row) = self.store.current_record("Patient", &p).await?
+            for p in &to_include {
+                if let Some(row) = self.store.current_record("Patient", p).await?
                     && !row.deleted
                 {
                     page.included.push(self.open_row(&row).await?);
@@ -1139,20 +1141,7 @@ impl Vault {
                 page.withheld
             ));
         }
-        access.patients = page
-            .matches
-            .iter()
-            .chain(page.included.iter())
-            .filter_map(|s| {
-                patient_of_compartment(
-                    &resource::compartment_of(&s.resource_type, &s.id, s.resource.as_ref().unwrap_or(&Value::Null))
-                        .key_name(),
-                )
-                .map(str::to_owned)
-            })
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        access.patients = shown.into_iter().collect();
         let decision = Ruling::from(Decision { allowed: true, basis: None, reasons, break_glass_possible: false });
         let detail = (page.withheld > 0).then(|| format!("{} results withheld by policy", page.withheld));
         self.audit(who, &access, AccessOutcome::Allowed, Some(&decision), grant.as_deref(), detail).await?;
