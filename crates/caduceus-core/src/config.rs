@@ -50,6 +50,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     #[serde(default)]
     pub vault: VaultConfig,
+    #[serde(default)]
+    pub detect: DetectConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -312,6 +314,77 @@ impl Config {
     }
 }
 
+/// The detection stage: Sigma rules, record-access analytics, alerts and
+/// where alerts are sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Run the detection stage in the server.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Directories of Sigma rules (`.yml`) loaded at start, besides the
+    /// rules created through the API.
+    #[serde(default)]
+    pub rules_dirs: Vec<PathBuf>,
+    /// Our event field → Sigma taxonomy field, added to (and overriding)
+    /// the built-in mapping, e.g. `"actor" = "User"`.
+    #[serde(default)]
+    pub field_map: std::collections::BTreeMap<String, String>,
+    /// Most events the stage takes from the spine at once.
+    #[serde(default = "default_detect_batch")]
+    pub batch: usize,
+    /// Findings of the same rule about the same entity within this many
+    /// seconds are grouped into one alert.
+    #[serde(default = "default_group_window_secs")]
+    pub group_window_secs: u64,
+    /// Anomaly score (0..1) at or above which a record access raises an alert.
+    #[serde(default = "default_ehr_threshold")]
+    pub ehr_alert_threshold: f64,
+    /// Alerts are POSTed as JSON to this URL (https, or http on loopback).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Alerts are sent to this syslog collector: `udp://host:port` or
+    /// `tcp://host:port`.
+    #[serde(default)]
+    pub syslog_url: Option<String>,
+    /// `rfc5424` (structured data) or `cef` (ArcSight Common Event Format
+    /// inside the syslog message).
+    #[serde(default = "default_syslog_format")]
+    pub syslog_format: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_detect_batch() -> usize {
+    1024
+}
+fn default_group_window_secs() -> u64 {
+    3600
+}
+fn default_ehr_threshold() -> f64 {
+    0.5
+}
+fn default_syslog_format() -> String {
+    "rfc5424".into()
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rules_dirs: Vec::new(),
+            field_map: std::collections::BTreeMap::new(),
+            batch: default_detect_batch(),
+            group_window_secs: default_group_window_secs(),
+            ehr_alert_threshold: default_ehr_threshold(),
+            webhook_url: None,
+            syslog_url: None,
+            syslog_format: default_syslog_format(),
+        }
+    }
+}
+
 /// Accounts, sign-in and sessions.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -416,6 +489,7 @@ impl Config {
             witness: WitnessConfig::default(),
             identity: IdentityConfig::default(),
             vault: VaultConfig::default(),
+            detect: DetectConfig::default(),
         }
     }
 
@@ -463,7 +537,36 @@ impl Config {
         }
         self.validate_ledger()?;
         self.validate_identity()?;
-        self.validate_vault()
+        self.validate_vault()?;
+        self.validate_detect()
+    }
+
+    fn validate_detect(&self) -> Result<(), ConfigError> {
+        let detect = &self.detect;
+        if !(1..=65_536).contains(&detect.batch) {
+            return Err(invalid("detect.batch", "must be between 1 and 65536"));
+        }
+        if !(1..=7 * 86_400).contains(&detect.group_window_secs) {
+            return Err(invalid("detect.group_window_secs", "must be between 1 and 604800"));
+        }
+        if !(0.0..=1.0).contains(&detect.ehr_alert_threshold) {
+            return Err(invalid("detect.ehr_alert_threshold", "must be between 0 and 1"));
+        }
+        if !matches!(detect.syslog_format.as_str(), "rfc5424" | "cef") {
+            return Err(invalid("detect.syslog_format", "must be `rfc5424` or `cef`"));
+        }
+        if let Some(url) = &detect.syslog_url
+            && !(url.starts_with("udp://") || url.starts_with("tcp://"))
+        {
+            return Err(invalid("detect.syslog_url", "must be udp://host:port or tcp://host:port"));
+        }
+        if let Some(url) = &detect.webhook_url {
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|p| url.starts_with(p));
+            if !(url.starts_with("https://") || loopback) {
+                return Err(invalid("detect.webhook_url", "must be https:// (or http:// on loopback)"));
+            }
+        }
+        Ok(())
     }
 
     fn validate_vault(&self) -> Result<(), ConfigError> {

@@ -85,6 +85,11 @@ pub enum EventClass {
     ApplicationLifecycle,
     /// OCSF 6003 API Activity.
     ApiActivity,
+    /// OCSF 2004 Detection Finding.
+    DetectionFinding,
+    /// OCSF 0 Base Event: a log record from a host, device or application,
+    /// as it came (Windows event log, syslog, audit log), for detection.
+    BaseEvent,
 }
 
 impl EventClass {
@@ -95,6 +100,8 @@ impl EventClass {
             Self::AuthorizeSession => 3003,
             Self::ApplicationLifecycle => 6002,
             Self::ApiActivity => 6003,
+            Self::DetectionFinding => 2004,
+            Self::BaseEvent => 0,
         }
     }
 
@@ -109,6 +116,8 @@ impl EventClass {
             Self::AuthorizeSession => "Authorize Session",
             Self::ApplicationLifecycle => "Application Lifecycle",
             Self::ApiActivity => "API Activity",
+            Self::DetectionFinding => "Detection Finding",
+            Self::BaseEvent => "Base Event",
         }
     }
 }
@@ -333,6 +342,11 @@ pub const MAX_RECORD_QUERY_CHARS: usize = 2048;
 /// with a short message stays under [`MAX_EVENT_BYTES`].
 pub const MAX_RECORD_ACCESS_BYTES: usize = 48 * 1024;
 
+/// Largest serialised field map of a [`Payload::LogRecord`].
+pub const MAX_LOG_RECORD_BYTES: usize = 48 * 1024;
+/// Most context lines or tags on a [`Payload::DetectionFinding`].
+pub const MAX_FINDING_ITEMS: usize = 32;
+
 /// The typed body of an event. Each variant fixes the OCSF class and activity.
 /// Later capabilities add variants (record access, logins, findings, ...).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -434,6 +448,53 @@ pub enum Payload {
         #[schema(max_length = 256)]
         request_id: Option<String>,
     },
+    /// A log record from a host, device or application, kept as it came so
+    /// that Sigma rules can read its fields. `product`, `service` and
+    /// `category` are the Sigma log source (`windows`/`sysmon`/`process_creation`).
+    LogRecord {
+        #[schema(max_length = 256)]
+        product: Option<String>,
+        #[schema(max_length = 256)]
+        service: Option<String>,
+        #[schema(max_length = 256)]
+        category: Option<String>,
+        /// The record's fields, nested as they came.
+        #[schema(value_type = Object)]
+        fields: serde_json::Map<String, serde_json::Value>,
+    },
+    /// The detection engine found something: a Sigma rule or correlation
+    /// fired, or the record-access analytics scored an access as suspicious.
+    /// Patients appear only as pseudonymous ids; `explanation` is plain words
+    /// without names.
+    DetectionFinding {
+        /// `sigma`, `correlation` or `ehr`.
+        #[schema(max_length = 256)]
+        kind: String,
+        #[schema(max_length = 256)]
+        rule_id: String,
+        #[schema(max_length = 256)]
+        rule_title: String,
+        /// Who or what the finding is about (a user id, a host), for grouping.
+        #[schema(max_length = 256)]
+        entity: Option<String>,
+        /// Pseudonymous ids of the patients concerned.
+        #[schema(max_items = 1000)]
+        patients: Vec<String>,
+        /// Anomaly score in thousandths (0..=1000), where the analytics score.
+        score_milli: Option<u32>,
+        /// Why it fired, in plain words.
+        #[schema(max_length = 4096)]
+        explanation: String,
+        /// What explains the access, or what was looked for and not found.
+        #[schema(max_items = 32)]
+        context: Vec<String>,
+        /// Rule tags, e.g. MITRE ATT&CK `attack.t1059.001`.
+        #[schema(max_items = 32)]
+        tags: Vec<String>,
+        /// Spine sequence numbers of the events that made it fire.
+        #[schema(max_items = 1000)]
+        events: Vec<u64>,
+    },
 }
 
 impl Payload {
@@ -448,6 +509,8 @@ impl Payload {
             // access is an API call on the vault.
             Self::RecordAccess { action: RecordAction::BreakGlass, .. } => EventClass::AuthorizeSession,
             Self::RecordAccess { .. } => EventClass::ApiActivity,
+            Self::LogRecord { .. } => EventClass::BaseEvent,
+            Self::DetectionFinding { .. } => EventClass::DetectionFinding,
         }
     }
 
@@ -493,6 +556,10 @@ impl Payload {
                 RecordAction::Delete | RecordAction::Erase => 4,
                 RecordAction::Review => 99,
             },
+            // Base Event: 0 Unknown (the record's own kind is in its fields).
+            Self::LogRecord { .. } => 0,
+            // Detection Finding: 1 Create.
+            Self::DetectionFinding { .. } => 1,
         }
     }
 
@@ -560,6 +627,35 @@ impl Payload {
                 let size = serde_json::to_vec(self).map_err(|e| EventError::Canonical(e.to_string()))?.len();
                 if size > MAX_RECORD_ACCESS_BYTES {
                     return Err(EventError::TooLarge { size, max: MAX_RECORD_ACCESS_BYTES });
+                }
+                Ok(())
+            }
+            Self::LogRecord { product, service, category, fields } => {
+                for (field, value) in [("payload.product", product), ("payload.service", service), ("payload.category", category)] {
+                    check_len(field, value.as_deref().unwrap_or_default(), MAX_FIELD_CHARS)?;
+                }
+                let size = serde_json::to_vec(fields).map_err(|e| EventError::Canonical(e.to_string()))?.len();
+                if size > MAX_LOG_RECORD_BYTES {
+                    return Err(EventError::TooLarge { size, max: MAX_LOG_RECORD_BYTES });
+                }
+                Ok(())
+            }
+            Self::DetectionFinding { kind, rule_id, rule_title, entity, patients, explanation, context, tags, events, .. } => {
+                check_count("payload.patients", patients.len(), MAX_RECORD_PATIENTS)?;
+                check_count("payload.context", context.len(), MAX_FINDING_ITEMS)?;
+                check_count("payload.tags", tags.len(), MAX_FINDING_ITEMS)?;
+                check_count("payload.events", events.len(), MAX_RECORD_PATIENTS)?;
+                let fields = [("payload.kind", kind), ("payload.rule_id", rule_id), ("payload.rule_title", rule_title)]
+                    .into_iter()
+                    .chain(entity.iter().map(|e| ("payload.entity", e)))
+                    .chain(patients.iter().map(|p| ("payload.patients", p)))
+                    .chain(tags.iter().map(|t| ("payload.tags", t)));
+                for (field, value) in fields {
+                    check_len(field, value, MAX_FIELD_CHARS)?;
+                }
+                check_len("payload.explanation", explanation, MAX_MESSAGE_CHARS)?;
+                for line in context {
+                    check_len("payload.context", line, MAX_FIELD_CHARS * 2)?;
                 }
                 Ok(())
             }
