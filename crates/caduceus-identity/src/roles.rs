@@ -33,10 +33,15 @@ pub enum Permission {
     WriteRecords,
     /// Read one's own record and who accessed it.
     ReadOwnRecord,
+    /// Read alerts and detection rules.
+    ReadAlerts,
+    /// Triage alerts (acknowledge, assign, close, suppress) and manage
+    /// detection rules.
+    ManageDetection,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 10] = [
         Permission::ManageIdentity,
         Permission::ReadEvents,
         Permission::PublishEvents,
@@ -45,6 +50,8 @@ impl Permission {
         Permission::ReadRecords,
         Permission::WriteRecords,
         Permission::ReadOwnRecord,
+        Permission::ReadAlerts,
+        Permission::ManageDetection,
     ];
 
     /// The name API-key scopes use.
@@ -58,6 +65,8 @@ impl Permission {
             Permission::ReadRecords => "read_records",
             Permission::WriteRecords => "write_records",
             Permission::ReadOwnRecord => "read_own_record",
+            Permission::ReadAlerts => "read_alerts",
+            Permission::ManageDetection => "manage_detection",
         }
     }
 
@@ -135,9 +144,17 @@ impl Role {
     pub fn permissions(self) -> &'static [Permission] {
         use Permission::*;
         match self {
-            Role::Admin => &[ManageIdentity, ReadEvents, PublishEvents, ReadLedger, PublishCheckpoints],
-            Role::SecurityAnalyst => &[ReadEvents, ReadLedger],
-            Role::Auditor => &[ReadEvents, ReadLedger],
+            Role::Admin => &[
+                ManageIdentity,
+                ReadEvents,
+                PublishEvents,
+                ReadLedger,
+                PublishCheckpoints,
+                ReadAlerts,
+                ManageDetection,
+            ],
+            Role::SecurityAnalyst => &[ReadEvents, ReadLedger, ReadAlerts, ManageDetection],
+            Role::Auditor => &[ReadEvents, ReadLedger, ReadAlerts],
             Role::Clinician | Role::Nurse => &[ReadRecords, WriteRecords],
             Role::Registrar => &[WriteRecords],
             Role::DeviceService => &[PublishEvents],

@@ -20,6 +20,7 @@
 pub mod audit;
 pub mod blind;
 pub mod bundle;
+pub mod facts;
 pub mod keyring;
 pub mod keys;
 pub mod policy;

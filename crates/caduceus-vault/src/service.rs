@@ -660,6 +660,20 @@ impl Vault {
         key.seal(json, &resource_aad(resource_type, id, version)).map_err(|e| VaultError::Keys(e.to_string()))
     }
 
+    /// For [`crate::facts`]: open a row without an access decision (the
+    /// caller audits its read as a whole).
+    pub(crate) async fn open_row_for_facts(&self, row: &VersionRow) -> Result<Stored> {
+        self.open_row(row).await
+    }
+
+    pub(crate) fn now_for_facts(&self) -> Timestamp {
+        self.now()
+    }
+
+    pub(crate) fn sink_for_facts(&self) -> &Arc<dyn AccessSink> {
+        &self.sink
+    }
+
     async fn open_row(&self, row: &VersionRow) -> Result<Stored> {
         let resource = match &row.sealed {
             None => None,

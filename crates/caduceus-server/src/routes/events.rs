@@ -106,6 +106,14 @@ pub async fn submit_event(
     Json(submission): Json<EventSubmission>,
 ) -> Result<(StatusCode, Json<EventReceipt>), ApiError> {
     let platform = &state.platform;
+    // Alerts come from the detection engine only: a sensor sends what it
+    // saw (a `log_record`), and the rules decide.
+    if matches!(submission.payload, caduceus_core::Payload::DetectionFinding { .. }) {
+        return Err(ApiError::new(
+            ErrorCode::Unprocessable,
+            "detection findings are made by the detection engine; submit a log_record instead",
+        ));
+    }
     let event = platform
         .event(submission.severity_id, submission.actor, submission.target, &submission.message, submission.payload)
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))?;

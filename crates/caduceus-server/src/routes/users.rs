@@ -58,6 +58,8 @@ pub enum PermissionName {
     ReadRecords,
     WriteRecords,
     ReadOwnRecord,
+    ReadAlerts,
+    ManageDetection,
 }
 
 impl From<PermissionName> for Permission {
@@ -71,6 +73,8 @@ impl From<PermissionName> for Permission {
             PermissionName::ReadRecords => Permission::ReadRecords,
             PermissionName::WriteRecords => Permission::WriteRecords,
             PermissionName::ReadOwnRecord => Permission::ReadOwnRecord,
+            PermissionName::ReadAlerts => Permission::ReadAlerts,
+            PermissionName::ManageDetection => Permission::ManageDetection,
         }
     }
 }
