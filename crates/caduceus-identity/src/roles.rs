@@ -191,7 +191,7 @@ mod tests {
         let admin = Permissions::of_roles(&[Role::Admin]);
         assert!(admin.contains(Permission::ManageIdentity) && !admin.contains(Permission::ReadRecords));
         let both = Permissions::of_roles(&[Role::Admin, Role::Clinician]);
-        assert_eq!(both.iter().count(), 7);
+        assert_eq!(both.iter().count(), 9);
         let scoped = admin.limited_to(&[Permission::ReadLedger, Permission::ReadRecords]);
         assert_eq!(scoped.iter().collect::<Vec<_>>(), [Permission::ReadLedger], "a scope never adds");
         assert_eq!(admin.limited_to(&[]), admin);
