@@ -631,7 +631,9 @@ impl Payload {
                 Ok(())
             }
             Self::LogRecord { product, service, category, fields } => {
-                for (field, value) in [("payload.product", product), ("payload.service", service), ("payload.category", category)] {
+                for (field, value) in
+                    [("payload.product", product), ("payload.service", service), ("payload.category", category)]
+                {
                     check_len(field, value.as_deref().unwrap_or_default(), MAX_FIELD_CHARS)?;
                 }
                 let size = serde_json::to_vec(fields).map_err(|e| EventError::Canonical(e.to_string()))?.len();
@@ -640,7 +642,18 @@ impl Payload {
                 }
                 Ok(())
             }
-            Self::DetectionFinding { kind, rule_id, rule_title, entity, patients, explanation, context, tags, events, .. } => {
+            Self::DetectionFinding {
+                kind,
+                rule_id,
+                rule_title,
+                entity,
+                patients,
+                explanation,
+                context,
+                tags,
+                events,
+                ..
+            } => {
                 check_count("payload.patients", patients.len(), MAX_RECORD_PATIENTS)?;
                 check_count("payload.context", context.len(), MAX_FINDING_ITEMS)?;
                 check_count("payload.tags", tags.len(), MAX_FINDING_ITEMS)?;

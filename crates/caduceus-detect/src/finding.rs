@@ -81,11 +81,25 @@ impl Finding {
             patients,
             score_milli: self.score.map(|s| (s.clamp(0.0, 1.0) * 1000.0).round() as u32),
             explanation: clip(&self.explanation, 4000),
-            context: self.context.iter().take(caduceus_core::event::MAX_FINDING_ITEMS).map(|c| clip(c, MAX_LINE)).collect(),
+            context: self
+                .context
+                .iter()
+                .take(caduceus_core::event::MAX_FINDING_ITEMS)
+                .map(|c| clip(c, MAX_LINE))
+                .collect(),
             tags: self.tags.iter().take(caduceus_core::event::MAX_FINDING_ITEMS).map(|t| clip(t, 256)).collect(),
             events,
         };
         let message = clip(&format!("{}: {}", self.kind.as_str(), self.rule_title), 1000);
-        SecurityEvent::new(EventId::new(now), now, self.severity, Status::Success, Actor::system(), None, message, payload)
+        SecurityEvent::new(
+            EventId::new(now),
+            now,
+            self.severity,
+            Status::Success,
+            Actor::system(),
+            None,
+            message,
+            payload,
+        )
     }
 }

@@ -4,9 +4,19 @@
 //! what fires becomes a [`Finding`], published back on the spine as an OCSF
 //! Detection Finding and kept as an alert.
 
+pub mod alerts;
+pub mod builtin;
+pub mod correlation;
+pub mod ehr;
 pub mod error;
+pub mod evaluate;
 pub mod fields;
 pub mod finding;
+pub mod offline;
+pub mod outputs;
+pub mod pipeline;
+pub mod sigma;
+pub mod simulate;
 
 pub use error::RuleError;
 pub use fields::FieldLookup;

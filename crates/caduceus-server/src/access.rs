@@ -49,7 +49,9 @@ pub enum Access {
 }
 
 use Access::{Allowed, Elevated, Public, Records, SignedIn};
-use Permission::{ManageIdentity, PublishCheckpoints, PublishEvents, ReadEvents, ReadLedger};
+use Permission::{
+    ManageDetection, ManageIdentity, PublishCheckpoints, PublishEvents, ReadAlerts, ReadEvents, ReadLedger,
+};
 
 /// Every route, by method and path template. Public routes are the short list
 /// of those marked `Public`.
@@ -127,6 +129,26 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/vault/break-glass", Records),
     ("POST", "/api/v1/vault/break-glass/{grant_id}/review", Records),
     ("POST", "/api/v1/vault/assignments", Records),
+    // Detection rules: read by analysts and auditors, changed by analysts.
+    ("GET", "/api/v1/detect/rules", Allowed(ReadAlerts)),
+    ("POST", "/api/v1/detect/rules", Allowed(ManageDetection)),
+    ("GET", "/api/v1/detect/rules/{rule_id}", Allowed(ReadAlerts)),
+    ("DELETE", "/api/v1/detect/rules/{rule_id}", Allowed(ManageDetection)),
+    ("POST", "/api/v1/detect/rules/{rule_id}/enable", Allowed(ManageDetection)),
+    ("POST", "/api/v1/detect/rules/{rule_id}/disable", Allowed(ManageDetection)),
+    ("POST", "/api/v1/detect/rules/test", Allowed(ReadAlerts)),
+    // Alerts: read by admins, analysts and auditors; triaged by admins and
+    // analysts. Suppressing silences detection, so it needs a recent
+    // re-authentication; lifting a suppression does not.
+    ("GET", "/api/v1/alerts", Allowed(ReadAlerts)),
+    ("GET", "/api/v1/alerts/{id}", Allowed(ReadAlerts)),
+    ("POST", "/api/v1/alerts/{id}/acknowledge", Allowed(ManageDetection)),
+    ("POST", "/api/v1/alerts/{id}/assign", Allowed(ManageDetection)),
+    ("POST", "/api/v1/alerts/{id}/close", Allowed(ManageDetection)),
+    ("POST", "/api/v1/alerts/{id}/suppress", Elevated(Some(ManageDetection))),
+    ("GET", "/api/v1/suppressions", Allowed(ReadAlerts)),
+    ("POST", "/api/v1/suppressions", Elevated(Some(ManageDetection))),
+    ("DELETE", "/api/v1/suppressions/{id}", Allowed(ManageDetection)),
 ];
 
 pub fn access_for(method: &Method, path: &str) -> Option<Access> {

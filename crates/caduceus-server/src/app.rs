@@ -31,7 +31,7 @@ use crate::error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 use crate::metrics::{HttpLabels, Metrics};
 use crate::platform::Platform;
 use crate::platform::ServerError;
-use crate::routes::{auth, events, health, ledger, status, users, witness};
+use crate::routes::{alerts, auth, detect, events, health, ledger, status, users, witness};
 use caduceus_identity::service::IdentityService;
 
 /// Shared state of every handler.
@@ -42,6 +42,9 @@ pub struct AppState {
     pub identity: Arc<IdentityService>,
     /// The patient-record vault (absent only in tests that do not need it).
     pub vault: Option<Arc<caduceus_vault::service::Vault>>,
+    /// Detection rules and alerts (absent when `detect.enabled` is false,
+    /// and in tests that do not need it).
+    pub detect: Option<Arc<crate::detect::DetectService>>,
     /// `scheme://host[:port]` of the public URL, for CSRF origin checks.
     pub public_origin: String,
 }
@@ -51,14 +54,32 @@ impl AppState {
     pub async fn start(platform: Arc<Platform>) -> Result<Self, ServerError> {
         let identity = crate::identity::service(&platform, true).await?;
         let vault = crate::vault::open(&platform).await?;
-        Ok(Self { vault: Some(vault), ..Self::with_identity(platform, identity) })
+        let detect = if platform.config.detect.enabled {
+            Some(crate::detect::DetectService::open(&platform, Some(vault.clone())).await?)
+        } else {
+            None
+        };
+        let mut state = Self::with_parts(platform, identity, detect);
+        state.vault = Some(vault);
+        Ok(state)
     }
 
     pub fn with_identity(platform: Arc<Platform>, identity: Arc<IdentityService>) -> Self {
-        let metrics = Arc::new(Metrics::new(platform.spine.clone(), platform.ledger.clone()));
+        Self::with_parts(platform, identity, None)
+    }
+
+    fn with_parts(
+        platform: Arc<Platform>,
+        identity: Arc<IdentityService>,
+        detect: Option<Arc<crate::detect::DetectService>>,
+    ) -> Self {
+        let mut metrics = Metrics::new(platform.spine.clone(), platform.ledger.clone());
+        if let Some(detect) = &detect {
+            metrics.register_detection(detect.clone());
+        }
         let public_origin =
             crate::identity::public_url(&platform).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-        Self { platform, metrics, identity, vault: None, public_origin }
+        Self { platform, metrics: Arc::new(metrics), identity, vault: None, detect, public_origin }
     }
 }
 
@@ -78,6 +99,7 @@ impl AppState {
         (name = "ledger", description = "The tamper-evident ledger: C2SP checkpoints and tiles (public), proofs (admin)"),
         (name = "witness", description = "C2SP tlog-witness: cosigning partner logs' checkpoints"),
         (name = "identity", description = "Sign-in, sessions, second factors, accounts and API keys"),
+        (name = "alerts", description = "Alerts raised by detection: list, triage, suppressions"),
     )
 )]
 struct ApiDoc;
@@ -222,6 +244,19 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::revoke_sessions))
         .routes(routes!(users::list_keys, users::create_key))
         .routes(routes!(users::revoke_key))
+        .routes(routes!(detect::list_rules, detect::create_rule))
+        .routes(routes!(detect::get_rule, detect::delete_rule))
+        .routes(routes!(detect::enable_rule))
+        .routes(routes!(detect::disable_rule))
+        .routes(routes!(detect::test_rules))
+        .routes(routes!(alerts::list_alerts))
+        .routes(routes!(alerts::get_alert))
+        .routes(routes!(alerts::acknowledge))
+        .routes(routes!(alerts::assign))
+        .routes(routes!(alerts::close))
+        .routes(routes!(alerts::suppress))
+        .routes(routes!(alerts::list_suppressions, alerts::create_suppression))
+        .routes(routes!(alerts::delete_suppression))
         .split_for_parts();
     // C2SP specifies the tile paths (several segments under one prefix),
     // which an OpenAPI path cannot express.

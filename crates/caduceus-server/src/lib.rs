@@ -12,6 +12,7 @@ pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod detect;
 pub mod error;
 pub mod identity;
 pub mod ledger;

@@ -61,6 +61,12 @@ impl Metrics {
         Self { registry, requests, latency }
     }
 
+    /// Add the detection stage's counters (lag is `spine_consumer_lag`
+    /// for the `detect` and `alerts` consumers).
+    pub fn register_detection(&mut self, service: Arc<crate::detect::DetectService>) {
+        self.registry.register_collector(Box::new(DetectCollector { service }));
+    }
+
     pub fn observe(&self, labels: HttpLabels, seconds: f64) {
         self.latency.get_or_create(&labels).observe(seconds);
         self.requests.get_or_create(&labels).inc();
@@ -180,5 +186,85 @@ impl Collector for LedgerCollector {
             "Cosignature requests a witness refused or did not answer",
             counters.witness_failures.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// Reads the detection stage's counters at scrape time.
+#[derive(Debug)]
+struct DetectCollector {
+    service: Arc<crate::detect::DetectService>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutputLabel {
+    output: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+impl Collector for DetectCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let c = &self.service.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        counter(&mut encoder, "detect_events", "Events run through the detection engine", load(&c.events))?;
+        let proto = ConstCounter::new(0u64);
+        let mut findings =
+            encoder.encode_descriptor("detect_findings", "Findings, by kind", None, proto.metric_type())?;
+        for (kind, value) in [
+            ("sigma", load(&c.findings_sigma)),
+            ("correlation", load(&c.findings_correlation)),
+            ("ehr", load(&c.findings_ehr)),
+        ] {
+            ConstCounter::new(value).encode(findings.encode_family(&KindLabel { kind })?)?;
+        }
+        let busy = ConstCounter::new(load(&c.busy_nanos) as f64 / 1e9);
+        busy.encode(encoder.encode_descriptor(
+            "detect_busy_seconds",
+            "Time spent running the engine (throughput = detect_events / detect_busy_seconds)",
+            None,
+            busy.metric_type(),
+        )?)?;
+        counter(
+            &mut encoder,
+            "detect_backpressure_waits",
+            "Times the detection stage found the spine full and waited (nothing is dropped)",
+            load(&c.backpressure_waits),
+        )?;
+        counter(&mut encoder, "detect_alerts_opened", "New alerts", load(&c.alerts_opened))?;
+        counter(&mut encoder, "detect_alerts_grouped", "Findings added to an open alert", load(&c.alerts_grouped))?;
+        counter(
+            &mut encoder,
+            "detect_alerts_suppressed",
+            "Findings kept as suppressed (a suppression matched)",
+            load(&c.alerts_suppressed),
+        )?;
+        counter(
+            &mut encoder,
+            "detect_store_retries",
+            "Alert writes retried after a storage error",
+            load(&c.store_retries),
+        )?;
+        let loaded = self.service.loaded();
+        gauge(&mut encoder, "detect_rules_loaded", "Sigma rules loaded", loaded.rules.rules().count() as u64)?;
+        gauge(&mut encoder, "detect_rules_failed", "Sigma rules that did not load", loaded.errors.len() as u64)?;
+        if let Some(outputs) = self.service.outputs() {
+            let stats = outputs.stats();
+            for (name, help, pick) in [
+                ("detect_output_sent", "Alerts delivered, by output", 0),
+                ("detect_output_failed", "Alerts given up on after every retry, by output", 1),
+                ("detect_output_dropped", "Alerts that found an output's queue full, by output", 2),
+            ] {
+                let proto = ConstCounter::new(0u64);
+                let mut family = encoder.encode_descriptor(name, help, None, proto.metric_type())?;
+                for s in &stats {
+                    let value = [s.sent, s.failed, s.dropped].get(pick).copied().unwrap_or(0);
+                    ConstCounter::new(value).encode(family.encode_family(&OutputLabel { output: s.output })?)?;
+                }
+            }
+        }
+        Ok(())
     }
 }

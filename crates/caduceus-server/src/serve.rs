@@ -62,6 +62,13 @@ pub async fn run(
         platform.shutdown().await;
         return Err(e);
     }
+    // Detection and alerts; they too stop when the spine closes.
+    if let Some(detect) = &state.detect
+        && let Err(e) = detect.start().await
+    {
+        platform.shutdown().await;
+        return Err(e);
+    }
     let app = app::build(state);
     let handle: Handle<SocketAddr> = Handle::new();
 

@@ -7,6 +7,7 @@
 //! test suite (`tests/suite.rs`) that runs against both backends.
 
 mod common;
+pub mod detect;
 mod identity;
 mod postgres;
 mod sqlite;
@@ -168,7 +169,7 @@ impl Backend {
 
 /// Everything Caduceus keeps. Capabilities add their own traits as supertraits.
 #[async_trait]
-pub trait Store: EventLog + ConsumerCursors + ApiTokens + Identities + vault::Records {
+pub trait Store: EventLog + ConsumerCursors + ApiTokens + Identities + vault::Records + detect::Detections {
     fn backend(&self) -> Backend;
     /// Is the database reachable and answering?
     async fn ping(&self) -> Result<()>;

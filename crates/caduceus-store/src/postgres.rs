@@ -32,6 +32,12 @@ impl PostgresStore {
 crate::common::impl_shared_traits!(PostgresStore, sqlx::postgres::PgRow);
 crate::identity::impl_identity!(PostgresStore, sqlx::postgres::PgRow);
 crate::vault::impl_records!(PostgresStore, sqlx::postgres::PgRow, "BEGIN");
+crate::detect::impl_detections!(
+    PostgresStore,
+    sqlx::postgres::PgRow,
+    "BEGIN",
+    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
+);
 
 #[async_trait]
 impl Store for PostgresStore {

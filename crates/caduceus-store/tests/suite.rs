@@ -144,6 +144,12 @@ store_suite!(
     data_keys_are_inserted_once_and_rewrapped_by_compare_and_set,
     break_glass_grants_expire_and_are_reviewed_once,
     assignments_and_the_access_index,
+    detection_rules_and_their_enabled_state_survive_a_restart,
+    findings_group_into_one_alert_per_rule_entity_and_window,
+    parallel_findings_of_one_group_make_one_alert,
+    alerts_are_filtered_and_paged_newest_first,
+    triage_steps_follow_the_alert_status,
+    suppressions_silence_matching_findings_until_they_expire,
 );
 
 fn event(n: u64) -> SecurityEvent {
@@ -728,4 +734,341 @@ async fn assignments_and_the_access_index(h: &mut Harness) {
     let uid = log[0].event.uid().to_string();
     assert_eq!(s.event_by_uid(&uid).await.unwrap().unwrap().seq, 1);
     assert!(s.event_by_uid("nope").await.unwrap().is_none());
+}
+
+// ----- detection: rules, alerts, suppressions ------------------------------
+
+use caduceus_store::detect::{
+    AlertAction, AlertFilter, AlertStatus, MAX_ALERT_EVENTS, NewAlert, RuleRow, SuppressionRow, Upsert,
+};
+
+fn rule(id: &str, enabled: bool, at: i64) -> RuleRow {
+    RuleRow {
+        id: id.into(),
+        title: format!("rule {id}"),
+        yaml: format!("title: rule {id}\nid: {id}\n"),
+        enabled,
+        created_by: "analyst-1".into(),
+        created: Timestamp(at),
+        updated: Timestamp(at),
+    }
+}
+
+/// A finding of `rule_id` about `entity` at `time` (ms), from event `seq`.
+fn finding(rule_id: &str, entity: &str, time: i64, seq: u64) -> NewAlert {
+    NewAlert {
+        id: uuid::Uuid::new_v4().to_string(),
+        rule_id: rule_id.into(),
+        rule_title: format!("title of {rule_id} at {time}"),
+        kind: "sigma".into(),
+        severity: Severity::Medium,
+        entity: Some(entity.into()),
+        group_key: format!("sigma|{rule_id}|{entity}"),
+        time: Timestamp(time),
+        score: None,
+        explanation: format!("fired at {time}"),
+        context: vec![format!("context {time}")],
+        tags: vec!["attack.t1059.001".into()],
+        patients: Vec::new(),
+        events: vec![seq],
+        finding_seq: Some(seq + 1_000_000),
+    }
+}
+
+const WINDOW: i64 = 3_600_000;
+
+async fn detection_rules_and_their_enabled_state_survive_a_restart(h: &mut Harness) {
+    let s = &h.store;
+    assert!(s.list_rules().await.unwrap().is_empty());
+    s.put_rule(&rule("r-b", true, 10)).await.unwrap();
+    s.put_rule(&rule("r-a", true, 20)).await.unwrap();
+    // Replacing keeps who created it and when.
+    let mut newer = rule("r-b", true, 30);
+    newer.yaml = "title: changed\n".into();
+    newer.created_by = "someone-else".into();
+    s.put_rule(&newer).await.unwrap();
+    let got = s.get_rule("r-b").await.unwrap().unwrap();
+    assert_eq!(
+        (got.yaml.as_str(), got.created_by.as_str(), got.created, got.updated),
+        ("title: changed\n", "analyst-1", Timestamp(10), Timestamp(30))
+    );
+    let ids: Vec<String> = s.list_rules().await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids, ["r-a", "r-b"]);
+
+    // An uploaded rule's own flag; a directory rule's remembered state.
+    s.set_rule_enabled("r-a", false, "analyst-2", Timestamp(40)).await.unwrap();
+    s.set_rule_enabled("dir-rule-1", false, "analyst-2", Timestamp(41)).await.unwrap();
+    s.set_rule_enabled("dir-rule-2", false, "analyst-2", Timestamp(42)).await.unwrap();
+    s.set_rule_enabled("dir-rule-2", true, "analyst-3", Timestamp(43)).await.unwrap();
+    h.reopen().await;
+    let s = &h.store;
+    let a = s.get_rule("r-a").await.unwrap().unwrap();
+    assert_eq!((a.enabled, a.updated), (false, Timestamp(40)));
+    let overrides = s.rule_enabled_overrides().await.unwrap();
+    let seen: Vec<(&str, bool, &str, Timestamp)> =
+        overrides.iter().map(|o| (o.rule_id.as_str(), o.enabled, o.updated_by.as_str(), o.updated)).collect();
+    assert_eq!(
+        seen,
+        [("dir-rule-1", false, "analyst-2", Timestamp(41)), ("dir-rule-2", true, "analyst-3", Timestamp(43))],
+        "an uploaded rule has no separate override"
+    );
+    assert!(s.delete_rule("r-a").await.unwrap());
+    assert!(!s.delete_rule("r-a").await.unwrap());
+    assert!(s.get_rule("r-a").await.unwrap().is_none());
+}
+
+async fn findings_group_into_one_alert_per_rule_entity_and_window(h: &mut Harness) {
+    let s = &h.store;
+    let now = Timestamp(9_000_000);
+    let first = s.upsert_alert(&finding("r1", "alice", 1_000_000, 1), WINDOW, now).await.unwrap();
+    assert!(first.created);
+    assert_eq!((first.outcome, first.alert.status, first.alert.count), (Upsert::Opened, AlertStatus::Open, 1));
+    let id = first.alert.id.clone();
+
+    // Within the window: merged. Highest severity and score win; the latest
+    // finding explains; an out-of-order (earlier) one widens first_seen.
+    let mut second = finding("r1", "alice", 1_500_000, 2);
+    second.severity = Severity::High;
+    second.score = Some(0.4);
+    second.tags = vec!["attack.execution".into(), "attack.t1059.001".into()];
+    second.patients = vec!["pat-1".into()];
+    let merged = s.upsert_alert(&second, WINDOW, now).await.unwrap();
+    assert_eq!((merged.created, merged.outcome, merged.alert.id.as_str()), (false, Upsert::Grouped, id.as_str()));
+    // The same finding again (a replay of the spine) changes nothing.
+    let replay = s.upsert_alert(&second, WINDOW, now).await.unwrap();
+    assert_eq!((replay.outcome, replay.alert.count), (Upsert::Grouped, 2));
+    let mut earlier = finding("r1", "alice", 900_000, 3);
+    earlier.score = Some(0.2);
+    earlier.events = vec![3, 2];
+    earlier.patients = vec!["pat-2".into(), "pat-1".into()];
+    s.upsert_alert(&earlier, WINDOW, now).await.unwrap();
+    let alert = s.get_alert(&id).await.unwrap().unwrap();
+    assert_eq!(alert.count, 3);
+    assert_eq!((alert.first_seen, alert.last_seen), (Timestamp(900_000), Timestamp(1_500_000)));
+    assert_eq!((alert.severity, alert.score), (Severity::High, Some(0.4)));
+    assert_eq!(alert.explanation, "fired at 1500000", "an earlier finding does not replace the explanation");
+    assert_eq!(alert.context, ["context 1500000"]);
+    assert_eq!(alert.tags, ["attack.t1059.001", "attack.execution"]);
+    assert_eq!(alert.patients, ["pat-1", "pat-2"]);
+    assert_eq!(alert.events, [1, 2, 3], "event seqs are not repeated");
+    assert_eq!(alert.findings, [1_000_001, 1_000_002, 1_000_003]);
+    assert!(s.add_alert_finding(&id, 77).await.unwrap());
+    assert!(!s.add_alert_finding("no-such-alert", 77).await.unwrap());
+    assert_eq!(s.get_alert(&id).await.unwrap().unwrap().findings.last(), Some(&77));
+
+    // Another entity, another rule, or past the window: a new alert.
+    let bob = s.upsert_alert(&finding("r1", "bob", 1_500_000, 4), WINDOW, now).await.unwrap();
+    let other_rule = s.upsert_alert(&finding("r2", "alice", 1_500_000, 5), WINDOW, now).await.unwrap();
+    let later = s.upsert_alert(&finding("r1", "alice", 1_500_000 + WINDOW + 1, 6), WINDOW, now).await.unwrap();
+    assert!(bob.created && other_rule.created && later.created);
+    // Acknowledged alerts still gather findings; closed ones do not.
+    s.update_alert(&later.alert.id, &AlertAction::Acknowledge { by: "an".into() }, now).await.unwrap();
+    let joined = s.upsert_alert(&finding("r1", "alice", 1_500_000 + WINDOW + 2, 7), WINDOW, now).await.unwrap();
+    assert_eq!((joined.alert.id.as_str(), joined.alert.status), (later.alert.id.as_str(), AlertStatus::Acknowledged));
+    s.update_alert(&later.alert.id, &AlertAction::Close { by: "an".into(), reason: "benign".into() }, now)
+        .await
+        .unwrap();
+    let reopened = s.upsert_alert(&finding("r1", "alice", 1_500_000 + WINDOW + 3, 8), WINDOW, now).await.unwrap();
+    assert!(reopened.created, "a finding after closing opens a new alert");
+    // Replaying the finding that created the closed alert finds that alert.
+    let mut replayed = finding("r1", "alice", 1_500_000 + WINDOW + 1, 6);
+    replayed.id.clone_from(&later.alert.id);
+    let again = s.upsert_alert(&replayed, WINDOW, now).await.unwrap();
+    assert_eq!((again.created, again.alert.id.as_str()), (false, later.alert.id.as_str()));
+    assert_eq!((again.alert.status, again.alert.count), (AlertStatus::Closed, 2));
+
+    // Event seqs are capped; the count is not.
+    let mut flood = finding("r9", "host-1", 5_000_000, 0);
+    flood.events = (0..u64::try_from(MAX_ALERT_EVENTS).unwrap() + 50).collect();
+    let a = s.upsert_alert(&flood, WINDOW, now).await.unwrap().alert;
+    let mut flood = finding("r9", "host-1", 5_000_001, 999_999);
+    flood.events = vec![999_999];
+    let a2 = s.upsert_alert(&flood, WINDOW, now).await.unwrap().alert;
+    assert_eq!(a2.id, a.id);
+    assert_eq!((a.events.len(), a2.events.len(), a2.count), (MAX_ALERT_EVENTS, MAX_ALERT_EVENTS, 2));
+}
+
+async fn parallel_findings_of_one_group_make_one_alert(h: &mut Harness) {
+    let now = Timestamp(9_000_000);
+    let tasks: Vec<_> = (0..16u64)
+        .map(|i| {
+            let store = h.store.clone();
+            tokio::spawn(async move {
+                let time = 1_000_000 + i64::try_from(i).unwrap();
+                store.upsert_alert(&finding("r1", "alice", time, i), WINDOW, now).await.unwrap().created
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        created += usize::from(task.await.unwrap());
+    }
+    assert_eq!(created, 1, "exactly one finding created the alert");
+    let all = h.store.list_alerts(&AlertFilter { limit: 100, ..AlertFilter::default() }).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!((all[0].count, all[0].events.len()), (16, 16));
+}
+
+async fn alerts_are_filtered_and_paged_newest_first(h: &mut Harness) {
+    let s = &h.store;
+    let now = Timestamp(99_000_000);
+    // 12 alerts: rules r0..r2, entities e0/e1, kinds and severities varied,
+    // one per 10 minutes (each past the previous one's window of 1 ms).
+    for i in 0..12i64 {
+        let mut f = finding(&format!("r{}", i % 3), &format!("e{}", i % 2), 1_000_000 + i * 600_000, 0);
+        f.kind = if i % 4 == 0 { "ehr".into() } else { "sigma".into() };
+        f.severity = [Severity::Low, Severity::Medium, Severity::High, Severity::Critical][(i % 4) as usize];
+        f.group_key = format!("g{i}");
+        s.upsert_alert(&f, 1, now).await.unwrap();
+    }
+    let list = |filter: AlertFilter| async move { s.list_alerts(&AlertFilter { limit: 100, ..filter }).await.unwrap() };
+    let all = list(AlertFilter::default()).await;
+    assert_eq!(all.len(), 12);
+    assert!(all.windows(2).all(|w| w[0].last_seen > w[1].last_seen), "newest first");
+    assert_eq!(list(AlertFilter { rule_id: Some("r1".into()), ..AlertFilter::default() }).await.len(), 4);
+    assert_eq!(list(AlertFilter { entity: Some("e1".into()), ..AlertFilter::default() }).await.len(), 6);
+    assert_eq!(list(AlertFilter { kind: Some("ehr".into()), ..AlertFilter::default() }).await.len(), 3);
+    let high = list(AlertFilter { severity_min: Some(Severity::High), ..AlertFilter::default() }).await;
+    assert_eq!(high.len(), 6);
+    assert!(high.iter().all(|a| a.severity >= Severity::High));
+    let window = AlertFilter {
+        since: Some(Timestamp(1_000_000 + 2 * 600_000)),
+        until: Some(Timestamp(1_000_000 + 5 * 600_000)),
+        ..AlertFilter::default()
+    };
+    assert_eq!(list(window).await.len(), 4, "alerts active within [since, until]");
+    let combined = AlertFilter {
+        rule_id: Some("r0".into()),
+        entity: Some("e0".into()),
+        severity_min: Some(Severity::High),
+        ..AlertFilter::default()
+    };
+    // r0 & e0: i in {0, 6}; i=6 has severity High.
+    assert_eq!(list(combined).await.len(), 1);
+    s.update_alert(&all[0].id, &AlertAction::Acknowledge { by: "an".into() }, now).await.unwrap();
+    let acked = list(AlertFilter { status: Some(AlertStatus::Acknowledged), ..AlertFilter::default() }).await;
+    assert_eq!(acked.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), [all[0].id.as_str()]);
+    assert_eq!(list(AlertFilter { status: Some(AlertStatus::Open), ..AlertFilter::default() }).await.len(), 11);
+
+    // Pages of 5 cover every alert once, in order.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.list_alerts(&AlertFilter { limit: 5, after: after.clone(), ..AlertFilter::default() }).await;
+        let page = page.unwrap();
+        seen.extend(page.iter().map(|a| a.id.clone()));
+        match page.last() {
+            Some(last) if page.len() == 5 => after = Some((last.last_seen, last.id.clone())),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, all.iter().map(|a| a.id.clone()).collect::<Vec<_>>());
+}
+
+async fn triage_steps_follow_the_alert_status(h: &mut Harness) {
+    let s = &h.store;
+    let now = Timestamp(9_000_000);
+    let id = s.upsert_alert(&finding("r1", "alice", 1_000_000, 1), WINDOW, now).await.unwrap().alert.id;
+    assert!(s.update_alert("no-such", &AlertAction::Acknowledge { by: "a".into() }, now).await.unwrap().is_none());
+
+    let acked = s.update_alert(&id, &AlertAction::Acknowledge { by: "ana".into() }, Timestamp(10)).await.unwrap();
+    let acked = acked.unwrap();
+    assert_eq!(acked.status, AlertStatus::Acknowledged);
+    assert_eq!(acked.acknowledged.as_ref().map(|a| (a.by.as_str(), a.at)), Some(("ana", Timestamp(10))));
+    let again = s.update_alert(&id, &AlertAction::Acknowledge { by: "bob".into() }, Timestamp(11)).await.unwrap();
+    assert_eq!(again.unwrap().acknowledged, acked.acknowledged, "acknowledging twice changes nothing");
+
+    let assign = AlertAction::Assign { by: "ana".into(), assignee: Some("sec-team-2".into()) };
+    let assigned = s.update_alert(&id, &assign, Timestamp(12)).await.unwrap().unwrap();
+    assert_eq!(assigned.assignee.as_deref(), Some("sec-team-2"));
+    assert_eq!(assigned.assigned.map(|a| a.at), Some(Timestamp(12)));
+    assert_eq!(assigned.status, AlertStatus::Acknowledged, "assigning keeps the status");
+
+    let close = AlertAction::Close { by: "ana".into(), reason: "a \"quoted\" reason ✓".into() };
+    let closed = s.update_alert(&id, &close, Timestamp(13)).await.unwrap().unwrap();
+    assert_eq!(closed.status, AlertStatus::Closed);
+    assert_eq!(closed.close_reason.as_deref(), Some("a \"quoted\" reason ✓"));
+    assert_eq!(closed.closed.map(|c| (c.by, c.at)), Some(("ana".to_owned(), Timestamp(13))));
+    for action in [
+        close,
+        AlertAction::Acknowledge { by: "x".into() },
+        assign,
+        AlertAction::Suppress { by: "x".into(), reason: "r".into(), until: Timestamp(99), suppression_id: "s9".into() },
+    ] {
+        let err = s.update_alert(&id, &action, Timestamp(14)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("closed")), "{action:?}: {err:?}");
+    }
+    assert!(s.get_suppression("s9").await.unwrap().is_none(), "a refused suppression leaves nothing");
+
+    // Suppressing an open alert creates the suppression for its rule and entity.
+    let other = s.upsert_alert(&finding("r2", "bob", 1_000_000, 2), WINDOW, now).await.unwrap().alert.id;
+    let until = Timestamp(20_000_000);
+    let suppress =
+        AlertAction::Suppress { by: "ana".into(), reason: "known scanner".into(), until, suppression_id: "s1".into() };
+    let suppressed = s.update_alert(&other, &suppress, now).await.unwrap().unwrap();
+    assert_eq!(suppressed.status, AlertStatus::Suppressed);
+    let stamp = suppressed.suppressed.unwrap();
+    assert_eq!((stamp.by.as_str(), stamp.reason.as_str(), stamp.until), ("ana", "known scanner", until));
+    let row = s.get_suppression("s1").await.unwrap().unwrap();
+    assert_eq!((row.rule_id.as_deref(), row.entity.as_deref(), row.expires), (Some("r2"), Some("bob"), until));
+    // A suppressed alert may still be closed.
+    let close = AlertAction::Close { by: "ana".into(), reason: "done".into() };
+    assert_eq!(s.update_alert(&other, &close, now).await.unwrap().unwrap().status, AlertStatus::Closed);
+}
+
+async fn suppressions_silence_matching_findings_until_they_expire(h: &mut Harness) {
+    let s = &h.store;
+    let suppression = |id: &str, rule: Option<&str>, entity: Option<&str>, created: i64, expires: i64| SuppressionRow {
+        id: id.into(),
+        rule_id: rule.map(Into::into),
+        entity: entity.map(Into::into),
+        reason: format!("reason {id}"),
+        created_by: "ana".into(),
+        created: Timestamp(created),
+        expires: Timestamp(expires),
+    };
+    s.add_suppression(&suppression("s-rule", Some("r1"), None, 1, 5_000)).await.unwrap();
+    s.add_suppression(&suppression("s-entity", None, Some("scanner"), 2, 8_000)).await.unwrap();
+    s.add_suppression(&suppression("s-both", Some("r2"), Some("bob"), 3, 3_000)).await.unwrap();
+    let dup = s.add_suppression(&suppression("s-both", Some("r2"), Some("bob"), 3, 3_000)).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict(_)), "{dup:?}");
+
+    let active = |rule: &'static str, entity: Option<&'static str>, now: i64| async move {
+        s.active_suppression(rule, entity, Timestamp(now)).await.unwrap().map(|r| r.id)
+    };
+    assert_eq!(active("r1", Some("anyone"), 100).await.as_deref(), Some("s-rule"));
+    assert_eq!(active("r1", None, 100).await.as_deref(), Some("s-rule"));
+    assert_eq!(active("r7", Some("scanner"), 100).await.as_deref(), Some("s-entity"));
+    // Both match: the one lasting longest.
+    assert_eq!(active("r1", Some("scanner"), 100).await.as_deref(), Some("s-entity"));
+    assert_eq!(active("r2", Some("bob"), 100).await.as_deref(), Some("s-both"));
+    assert_eq!(active("r2", Some("carol"), 100).await, None);
+    assert_eq!(active("r2", None, 100).await, None, "an entity-specific suppression needs the entity");
+    assert_eq!(active("r2", Some("bob"), 3_000).await, None, "expired");
+    assert_eq!(active("r1", Some("x"), 6_000).await, None);
+
+    let ids = |rows: Vec<SuppressionRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_suppressions(None, 10).await.unwrap()), ["s-both", "s-entity", "s-rule"]);
+    assert_eq!(ids(s.list_suppressions(Some(Timestamp(4_000)), 10).await.unwrap()), ["s-entity", "s-rule"]);
+    assert_eq!(ids(s.list_suppressions(None, 1).await.unwrap()), ["s-both"]);
+
+    // While active, a matching finding is stored suppressed, and the next
+    // joins that suppressed alert; an unmatched one opens normally.
+    let f = finding("r1", "alice", 1_000, 1);
+    let first = s.upsert_alert(&f, WINDOW, Timestamp(1_000)).await.unwrap();
+    assert_eq!((first.outcome, first.alert.status), (Upsert::Suppressed, AlertStatus::Suppressed));
+    let stamp = first.alert.suppressed.clone().unwrap();
+    assert_eq!((stamp.reason.as_str(), stamp.until, stamp.by.as_str()), ("reason s-rule", Timestamp(5_000), "ana"));
+    let second = s.upsert_alert(&finding("r1", "alice", 1_500, 2), WINDOW, Timestamp(1_500)).await.unwrap();
+    assert_eq!((second.created, second.outcome, second.alert.count), (false, Upsert::Suppressed, 2));
+    let open = s.upsert_alert(&finding("r3", "alice", 1_500, 3), WINDOW, Timestamp(1_500)).await.unwrap();
+    assert_eq!(open.alert.status, AlertStatus::Open);
+    // Once it has expired, findings open an alert again (not the suppressed one).
+    let after = s.upsert_alert(&finding("r1", "alice", 6_000, 4), WINDOW, Timestamp(6_000)).await.unwrap();
+    assert!(after.created);
+    assert_eq!(after.alert.status, AlertStatus::Open);
+    // Deleting lifts it at once.
+    assert!(s.delete_suppression("s-entity").await.unwrap());
+    assert!(!s.delete_suppression("s-entity").await.unwrap());
+    assert_eq!(active("r7", Some("scanner"), 100).await, None);
 }

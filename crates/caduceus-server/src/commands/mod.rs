@@ -12,6 +12,7 @@ use crate::platform::{Platform, ServerError};
 use crate::serve::{self, Listening};
 use crate::{auth, demo, telemetry};
 
+pub mod detect;
 pub mod ledger;
 pub mod vault;
 

@@ -1,7 +1,9 @@
 //! HTTP handlers, one module per area. Each handler is annotated with
 //! `#[utoipa::path]` so that it appears in `/api/openapi.json`.
 
+pub mod alerts;
 pub mod auth;
+pub mod detect;
 pub mod events;
 pub mod fhir;
 pub mod health;
