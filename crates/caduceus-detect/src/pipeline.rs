@@ -228,14 +228,14 @@ fn correlation_finding(
         entity,
         patients: Vec::new(),
         score: None,
-        explanation: format!(
-            "Sigma correlation \"{}\" met its condition: {} matching events between {} and {}{}",
-            hit.title,
-            hit.count,
-            hit.first_ms,
-            hit.last_ms,
-            if group.is_empty() { String::new() } else { format!(" for {group}") }
-        ),
+        explanation: match rule {
+            Some(rule) => format!("Sigma correlation \"{}\": {}", hit.title, hit.explain(rule)),
+            None => format!(
+                "Sigma correlation \"{}\" met its condition{}",
+                hit.title,
+                if group.is_empty() { String::new() } else { format!(" for {group}") }
+            ),
+        },
         context: Vec::new(),
         tags: rule.map(|r| r.tags.clone()).unwrap_or_default(),
         events: hit.events.clone(),

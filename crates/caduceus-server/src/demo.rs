@@ -103,7 +103,11 @@ const DEMO_GIVENS: &[&str] = &[
 /// of the first five; one patient refuses the clinician by Consent. The
 /// demo patient account's own record is the first. Seeded once per data
 /// directory (the records persist across starts).
-pub async fn seed_records(platform: &std::sync::Arc<Platform>, identity: &IdentityService) -> Result<(), ServerError> {
+/// Returns whether the records were seeded now (false: they were there).
+pub async fn seed_records(
+    platform: &std::sync::Arc<Platform>,
+    identity: &IdentityService,
+) -> Result<bool, ServerError> {
     use caduceus_vault::service::{Requester, VaultError, WriteOp};
     use serde_json::{Value, json};
 
@@ -111,7 +115,7 @@ pub async fn seed_records(platform: &std::sync::Arc<Platform>, identity: &Identi
     let who = Requester::system("demo");
     let failed = |e: VaultError| ServerError::Vault(format!("demo records: {e}"));
     if vault.read(&who, "Patient", "demo-patient-0001").await.is_ok() {
-        return Ok(());
+        return Ok(false);
     }
     let user_id = |name: &str| {
         let name = name.to_owned();
@@ -141,7 +145,50 @@ pub async fn seed_records(platform: &std::sync::Arc<Platform>, identity: &Identi
             "demo-dr",
             json!({"resourceType": "Practitioner", "id": "demo-dr", "active": true,
                    "identifier": [{"system": caduceus_vault::service::USER_SYSTEM, "value": clinician}],
-                   "name": [{"family": "Ward", "given": ["Imogen"], "prefix": ["Dr"]}]}),
+                   "name": [{"family": "Ward", "given": ["Imogen"], "prefix": ["Dr"]}],
+                   "address": [{"use": "home", "line": ["4 Quay Lane"], "city": "Kilbride", "postalCode": "KB07 1QL"}]}),
+        ),
+        put(
+            "PractitionerRole",
+            "demo-dr-role",
+            json!({"resourceType": "PractitionerRole", "id": "demo-dr-role", "active": true,
+                   "practitioner": {"reference": "Practitioner/demo-dr"},
+                   "organization": {"reference": "Organization/demo-org", "display": "Cardiology"}}),
+        ),
+        put(
+            "PractitionerRole",
+            "demo-rn-role",
+            json!({"resourceType": "PractitionerRole", "id": "demo-rn-role", "active": true,
+                   "practitioner": {"reference": "Practitioner/demo-rn"},
+                   "organization": {"reference": "Organization/demo-org", "display": "Emergency"}}),
+        ),
+        // Three records that make snooping stand out: a local celebrity
+        // (marked CEL), a relative of Dr Ward (same surname and address) and
+        // the demo nurse's own record (an employee as a patient).
+        put(
+            "Patient",
+            "demo-patient-0021",
+            json!({"resourceType": "Patient", "id": "demo-patient-0021", "active": true,
+                   "meta": {"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "CEL", "display": "celebrity"}]},
+                   "name": [{"use": "official", "family": "Delaney", "given": ["Saoirse"]}],
+                   "gender": "female", "birthDate": "1979-04-12",
+                   "address": [{"line": ["1 Cliff Walk"], "city": "Kilbride", "postalCode": "KB01 9CW"}]}),
+        ),
+        put(
+            "Patient",
+            "demo-patient-0022",
+            json!({"resourceType": "Patient", "id": "demo-patient-0022", "active": true,
+                   "name": [{"use": "official", "family": "Ward", "given": ["Conor"]}],
+                   "gender": "male", "birthDate": "1951-09-30",
+                   "address": [{"use": "home", "line": ["4 Quay Lane"], "city": "Kilbride", "postalCode": "KB07 1QL"}]}),
+        ),
+        put(
+            "Patient",
+            "demo-patient-0023",
+            json!({"resourceType": "Patient", "id": "demo-patient-0023", "active": true,
+                   "identifier": [{"system": caduceus_vault::service::USER_SYSTEM, "value": nurse}],
+                   "name": [{"use": "official", "family": "Abbot", "given": ["Tomas"]}],
+                   "gender": "male", "birthDate": "1988-02-17"}),
         ),
         put(
             "Practitioner",
@@ -235,5 +282,73 @@ pub async fn seed_records(platform: &std::sync::Arc<Platform>, identity: &Identi
                                                                        "reference": {"reference": "Practitioner/demo-dr"}}]}]}}),
     ));
     vault.write(&who, ops).await.map_err(failed)?;
+    Ok(true)
+}
+
+/// Activity for the detection engine to find at the demo's first start:
+/// a password-spraying run against Caduceus accounts from one address
+/// (recorded as the sign-in service would record it), the demo nurse
+/// opening records of patients she does not care for (refused by the
+/// vault, one after another), and the demo clinician breaking the glass to
+/// read a relative's record (same surname and address). The first two
+/// raise alerts at once; the third once its 30-minute settle window has
+/// passed without anything explaining it.
+pub async fn seed_activity(platform: &std::sync::Arc<Platform>, identity: &IdentityService) -> Result<(), ServerError> {
+    use caduceus_core::event::AuthActivity;
+    use caduceus_vault::service::Requester;
+
+    for n in 0..12 {
+        let payload = Payload::Authentication {
+            activity: AuthActivity::Logon,
+            account: format!("unknown:{:016x}", 0x5eed_0000_u64 + n),
+            methods: "password".into(),
+            source: "203.0.113.77".into(),
+            session_id: None,
+            failure: Some("bad_credentials".into()),
+        };
+        let now = platform.clock.now();
+        let event = caduceus_core::SecurityEvent::new(
+            caduceus_core::event::EventId::new(now),
+            now,
+            Severity::Low,
+            caduceus_core::Status::Failure,
+            Actor::system(),
+            None,
+            "sign-in failed",
+            payload,
+        )?;
+        platform.publish(event).await?;
+    }
+    let vault = crate::vault::open(platform).await?;
+    let user = |name: &str| {
+        let name = name.to_owned();
+        async move { identity.store().user_by_username(&name).await.ok().flatten().map(|u| u.user_id) }
+    };
+    let requester = |user_id: String, role: &str| Requester {
+        user_id,
+        roles: vec![role.to_owned()],
+        scopes: None,
+        patient_ref: None,
+        source: "10.20.0.31".to_owned(),
+        purpose_of_use: Some("TREAT".to_owned()),
+        elevated: false,
+    };
+    if let Some(nurse) = user("demo.nurse").await {
+        let who = requester(nurse, "nurse");
+        for n in 11..=16 {
+            // Refused: the nurse has no care relationship with these patients.
+            let _ = vault.read(&who, "Patient", &format!("demo-patient-{n:04}")).await;
+        }
+    }
+    if let Some(clinician) = user("demo.clinician").await {
+        let who = requester(clinician, "clinician");
+        if vault
+            .break_glass(&who, "demo-patient-0022", "patient collapsed in the car park, no notes to hand")
+            .await
+            .is_ok()
+        {
+            let _ = vault.read(&who, "Patient", "demo-patient-0022").await;
+        }
+    }
     Ok(())
 }

@@ -67,6 +67,9 @@ pub struct DetectService {
     /// A rebuilt staff directory for the analytics, and its generation.
     directory: RwLock<Option<Arc<caduceus_detect::ehr::Directory>>>,
     directory_generation: AtomicU64,
+    /// Woken when an event changed staff or patient facts (a new account,
+    /// a Patient or Practitioner written): the directory is rebuilt soon.
+    directory_dirty: tokio::sync::Notify,
     /// Set once the detection stage has seen the spine close.
     stopped: tokio::sync::watch::Sender<bool>,
     pub counters: Arc<DetectCounters>,
@@ -102,6 +105,7 @@ impl DetectService {
             generation: AtomicU64::new(0),
             directory: RwLock::new(None),
             directory_generation: AtomicU64::new(0),
+            directory_dirty: tokio::sync::Notify::new(),
             stopped: tokio::sync::watch::channel(false).0,
             counters: Arc::new(DetectCounters::default()),
         });
@@ -237,6 +241,9 @@ impl DetectService {
                 out.clear();
                 let started = Instant::now();
                 newest_ms = newest_ms.max(stored.event.time().as_millis());
+                if changes_directory(&stored.event) {
+                    self.directory_dirty.notify_one();
+                }
                 engine.process(stored.seq, &stored.event, &mut out);
                 self.counters.events.fetch_add(1, Ordering::Relaxed);
                 self.counters.busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -362,6 +369,26 @@ impl DetectService {
 /// With no event for this long, the stage advances time by the clock.
 const IDLE_TICK: Duration = Duration::from_secs(2);
 
+/// After a change to staff or patient facts, the wait before rebuilding.
+const DIRECTORY_DEBOUNCE: Duration = Duration::from_secs(1);
+
+/// Whether an event changes what the analytics' directory holds.
+fn changes_directory(event: &SecurityEvent) -> bool {
+    use caduceus_core::event::{AccessOutcome, AccountChangeKind, RecordAction};
+    match event.payload() {
+        Payload::AccountChange { change, .. } => {
+            matches!(change, AccountChangeKind::Created | AccountChangeKind::RolesChanged | AccountChangeKind::Disabled)
+        }
+        Payload::RecordAccess {
+            action, outcome: AccessOutcome::Allowed, resource_type: Some(resource_type), ..
+        } => {
+            matches!(action, RecordAction::Create | RecordAction::Update | RecordAction::Delete | RecordAction::Erase)
+                && matches!(resource_type.as_str(), "Patient" | "Practitioner" | "PractitionerRole" | "Bundle")
+        }
+        _ => false,
+    }
+}
+
 /// How often the analytics' staff directory and patient facts are rebuilt
 /// from the vault and the accounts.
 const DIRECTORY_REFRESH: Duration = Duration::from_secs(600);
@@ -379,13 +406,21 @@ impl DetectService {
                 caduceus_detect::ehr::Directory::empty()
             }
         };
-        let settings = EhrSettings::with_threshold(self.platform.config.detect.ehr_alert_threshold);
+        let settings = EhrSettings {
+            // The vault's directory has no departments for patients yet.
+            patient_departments_known: false,
+            ..EhrSettings::with_threshold(self.platform.config.detect.ehr_alert_threshold)
+        };
         let service = self.clone();
         let mut stopped = self.stopped.subscribe();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(DIRECTORY_REFRESH) => {}
+                    _ = service.directory_dirty.notified() => {
+                        // Let a burst of changes (an import) finish first.
+                        tokio::time::sleep(DIRECTORY_DEBOUNCE).await;
+                    }
                     _ = stopped.changed() => break,
                 }
                 match service.build_directory().await {
@@ -417,11 +452,8 @@ impl DetectService {
         let mut builder = DirectoryBuilder::new(TokenKey::random());
         let staff_by_user: std::collections::HashMap<&str, &caduceus_vault::facts::StaffFacts> =
             facts.staff.iter().map(|s| (s.user_id.as_str(), s)).collect();
-        let own_record: std::collections::HashMap<&str, &str> = facts
-            .patients
-            .iter()
-            .filter_map(|p| p.employee_user.as_deref().map(|u| (u, p.id.as_str())))
-            .collect();
+        let own_record: std::collections::HashMap<&str, &str> =
+            facts.patients.iter().filter_map(|p| p.employee_user.as_deref().map(|u| (u, p.id.as_str()))).collect();
         let mut after = String::new();
         loop {
             let users = self.platform.store.list_users(&after, 500).await.map_err(|e| e.to_string())?;

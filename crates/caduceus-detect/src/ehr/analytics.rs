@@ -144,6 +144,10 @@ pub struct EhrSettings {
     pub max_pending: usize,
     /// Most patients of one access assessed (a broad search lists many).
     pub max_patients_per_event: usize,
+    /// Whether the directory knows where patients are cared for (encounters
+    /// with departments). Without that (the server's directory today),
+    /// "under no department's care" means nothing and does not signal.
+    pub patient_departments_known: bool,
     pub weights: Weights,
 }
 
@@ -161,6 +165,7 @@ impl Default for EhrSettings {
             max_users: 200_000,
             max_pending: 200_000,
             max_patients_per_event: 100,
+            patient_departments_known: true,
             weights: Weights::default(),
         }
     }
@@ -887,7 +892,8 @@ impl Analytics {
                 if level.is_none() {
                     let departments =
                         self.directory.patient_departments(&item.patient, at, Timestamp(known_by), windows);
-                    if !departments.iter().any(|d| *d == staff.department || duty.assigned.contains(d)) {
+                    let knowable = self.settings.patient_departments_known || !departments.is_empty();
+                    if knowable && !departments.iter().any(|d| *d == staff.department || duty.assigned.contains(d)) {
                         let text = if departments.is_empty() {
                             format!(
                                 "the patient is under no department's care at the time; the user works in {}",

@@ -55,7 +55,9 @@ pub async fn demo(data_dir: PathBuf, listen: String) -> Result<(), ServerError> 
     demo::seed(&platform).await?;
     let identity = crate::identity::service(&platform, false).await?;
     let users = demo::seed_users(&identity).await.map_err(|e| ServerError::Io(format!("demo users: {e}")))?;
-    demo::seed_records(&platform, &identity).await?;
+    if demo::seed_records(&platform, &identity).await? {
+        demo::seed_activity(&platform, &identity).await?;
+    }
     let ledger = ledger_lines(&platform);
     serve::run(platform, serve::shutdown_signal(), |listening| {
         println!("Caduceus demo: {}", demo::DEMO_SITE);
@@ -74,6 +76,12 @@ pub async fn demo(data_dir: PathBuf, listen: String) -> Result<(), ServerError> 
             listening.url()
         );
         println!("                   demo-patient-0001..0010, except 0007 who refuses them by consent)");
+        println!(
+            "  alerts:          {}/api/v1/alerts (detection found a password spray and a nurse opening",
+            listening.url()
+        );
+        println!("                   records she does not care for; a clinician's break-glass into a relative's");
+        println!("                   record alerts 30 minutes after start; rules: /api/v1/detect/rules)");
         println!("  demo accounts (passwords new each start; admin, security-analyst and auditor enrol TOTP");
         println!("  or a passkey at first sign-in: POST /api/v1/auth/login, then /api/v1/account/totp):");
         for user in &users {

@@ -78,14 +78,17 @@ impl AlertKind {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AlertQuery {
+    #[param(inline)]
     pub status: Option<AlertState>,
     /// At least this severity.
+    #[param(inline)]
     pub severity: Option<SeverityLevel>,
     #[param(max_length = 256)]
     pub rule_id: Option<String>,
     /// A user id or host name.
     #[param(max_length = 256)]
     pub entity: Option<String>,
+    #[param(inline)]
     pub kind: Option<AlertKind>,
     /// Alerts active at or after this time (ms since the Unix epoch).
     #[param(minimum = 0, maximum = 253_402_300_799_999_i64)]
