@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+#[path = "cli/detect.rs"]
+mod detect;
 #[path = "cli/ledger.rs"]
 mod ledger;
 /// Scanning stored bytes, shared with the server's `vault_at_rest` test.
