@@ -99,9 +99,10 @@ fn user_link(resource: &Value) -> Option<String> {
 
 fn flagged(resource: &Value) -> bool {
     let Some(labels) = resource.pointer("/meta/security").and_then(Value::as_array) else { return false };
-    labels.iter().filter_map(|l| l.get("code").and_then(Value::as_str)).any(|code| {
-        matches!(code.to_ascii_uppercase().as_str(), "R" | "V" | "CEL" | "VIP" | "EMP" | "TABOO")
-    })
+    labels
+        .iter()
+        .filter_map(|l| l.get("code").and_then(Value::as_str))
+        .any(|code| matches!(code.to_ascii_uppercase().as_str(), "R" | "V" | "CEL" | "VIP" | "EMP" | "TABOO"))
 }
 
 fn reference_id<'a>(reference: &'a Value, resource_type: &str) -> Option<&'a str> {
