@@ -363,6 +363,10 @@ impl DetectService {
                 tracing::warn!(error = %e, "alerts: acknowledging failed");
             }
         }
+        // The spine closed: give queued alerts a moment to reach the SIEM.
+        if let Some(outputs) = &outputs {
+            outputs.shutdown(Duration::from_secs(5)).await;
+        }
     }
 }
 

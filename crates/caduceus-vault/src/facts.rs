@@ -153,7 +153,10 @@ impl Vault {
                 department: departments.get(id).cloned(),
             });
         }
-        self.audit_facts_read(&facts).await?;
+        // Nothing read, nothing to account for (a new installation).
+        if !facts.patients.is_empty() || !facts.staff.is_empty() {
+            self.audit_facts_read(&facts).await?;
+        }
         Ok(facts)
     }
 

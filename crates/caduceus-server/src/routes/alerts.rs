@@ -162,7 +162,11 @@ fn check_minutes(minutes: u32) -> Result<(), ApiError> {
     tag = "alerts",
     params(AlertQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = AlertPage), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody))
+    responses(
+        (status = 200, description = "A page of alerts", body = AlertPage),
+        (status = 400, description = "A filter is out of range", body = ErrorBody),
+        (status = 503, description = "Storage or the audit trail is unavailable", body = ErrorBody)
+    )
 )]
 pub async fn list_alerts(
     State(state): State<AppState>,
@@ -210,7 +214,11 @@ pub async fn list_alerts(
     tag = "alerts",
     params(("id" = String, Path, max_length = 256)),
     security(("bearer" = [])),
-    responses((status = 200, body = AlertView), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody))
+    responses(
+        (status = 200, description = "The alert", body = AlertView),
+        (status = 404, description = "No such alert or suppression", body = ErrorBody),
+        (status = 503, description = "Storage or the audit trail is unavailable", body = ErrorBody)
+    )
 )]
 pub async fn get_alert(
     State(state): State<AppState>,
@@ -221,7 +229,9 @@ pub async fn get_alert(
     Ok(Json(AlertView::from(&row)))
 }
 
-/// Apply a triage step; record it on the spine.
+/// Apply a triage step; record it on the spine. The step is stored first
+/// and then recorded (as account changes are): if the spine refuses the
+/// event, the caller gets the error and the step stands.
 async fn triage(
     state: &AppState,
     caller: &Principal,
@@ -273,10 +283,10 @@ async fn record(
     params(("id" = String, Path, max_length = 256)),
     security(("bearer" = [])),
     responses(
-        (status = 200, body = AlertView),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "the alert is closed or suppressed", body = ErrorBody),
-        (status = 503, body = ErrorBody)
+        (status = 200, description = "The alert", body = AlertView),
+        (status = 404, description = "No such alert or suppression", body = ErrorBody),
+        (status = 409, description = "The alert is closed or suppressed", body = ErrorBody),
+        (status = 503, description = "Storage or the audit trail is unavailable", body = ErrorBody)
     )
 )]
 pub async fn acknowledge(
@@ -306,11 +316,11 @@ pub struct Assignment {
     request_body = Assignment,
     security(("bearer" = [])),
     responses(
-        (status = 200, body = AlertView),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "the alert is closed", body = ErrorBody),
-        (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody)
+        (status = 200, description = "The alert", body = AlertView),
+        (status = 404, description = "No such alert or suppression", body = ErrorBody),
+        (status = 409, description = "The alert is closed", body = ErrorBody),
+        (status = 422, description = "The body does not match the schema", body = ErrorBody),
+        (status = 503, description = "Storage or the audit trail is unavailable", body = ErrorBody)
     )
 )]
 pub async fn assign(
@@ -344,11 +354,11 @@ pub struct Closing {
     request_body = Closing,
     security(("bearer" = [])),
     responses(
-        (status = 200, body = AlertView),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "the alert is closed already", body = ErrorBody),
-        (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody)
+        (status = 200, description = "The alert", body = AlertView),
+        (status = 404, description = "No such alert or suppression", body = ErrorBody),
+        (status = 409, description = "The alert is closed already", body = ErrorBody),
+        (status = 422, description = "The body does not match the schema", body = ErrorBody),
+        (status = 503, description = "Storage or the audit trail is unavailable", body = ErrorBody)
     )
 )]
 pub async fn close(
@@ -437,11 +447,11 @@ fn expiry(now: Timestamp, minutes: u32) -> Timestamp {
     request_body = Suppressing,
     security(("bearer" = [])),
     responses(
-        (status = 200, body = SuppressedAlert),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "the alert is closed", body = ErrorBody),
-        (status = 422, body = ErrorBody),
-        (status = 503, body = ErrorBody)
+        (status = 200, description = "The alert, and the suppression made", body = SuppressedAlert),
+        (status = 404, description = "No such alert or suppression", body = ErrorBody),
+        (status = 409, description = "The alert is closed", body = ErrorBody),
+        (status = 422, description = "The body does not match the schema", body = ErrorBody),
+        (status = 503, description = "Storage or the audit trail is unavailable", body = ErrorBody)
     )
 )]
 pub async fn suppress(
@@ -493,7 +503,11 @@ pub struct SuppressionList {
     tag = "alerts",
     params(SuppressionQuery),
     security(("bearer" = [])),
-    responses((status = 200, body = SuppressionList), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody))
+    responses(
+        (status = 200, description = "Suppressions, newest first", body = SuppressionList),
+        (status = 400, description = "A filter is out of range", body = ErrorBody),
+        (status = 503, description = "Storage or the audit trail is unavailable", body = ErrorBody)
+    )
 )]
 pub async fn list_suppressions(
     State(state): State<AppState>,
@@ -583,7 +597,11 @@ impl ToSchema for NewSuppression {}
     tag = "alerts",
     request_body = NewSuppression,
     security(("bearer" = [])),
-    responses((status = 201, body = SuppressionView), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody))
+    responses(
+        (status = 201, description = "The suppression made", body = SuppressionView),
+        (status = 422, description = "The body does not match the schema", body = ErrorBody),
+        (status = 503, description = "Storage or the audit trail is unavailable", body = ErrorBody)
+    )
 )]
 pub async fn create_suppression(
     State(state): State<AppState>,
@@ -633,7 +651,11 @@ pub async fn create_suppression(
     tag = "alerts",
     params(("id" = String, Path, max_length = 256)),
     security(("bearer" = [])),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody))
+    responses(
+        (status = 204, description = "Lifted"),
+        (status = 404, description = "No such alert or suppression", body = ErrorBody),
+        (status = 503, description = "Storage or the audit trail is unavailable", body = ErrorBody)
+    )
 )]
 pub async fn delete_suppression(
     State(state): State<AppState>,
