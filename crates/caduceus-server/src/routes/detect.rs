@@ -19,10 +19,12 @@ use crate::app::AppState;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::routes::JsonObject;
 
-/// Largest rule file accepted through the API.
+/// Largest rule file accepted through the API (64 Ki characters, at most
+/// 256 KiB of UTF-8: within the default body limit).
 const MAX_RULE_BYTES: usize = 256 * 1024;
+const MAX_RULE_CHARS: usize = 64 * 1024;
 /// Most sample events in one rule test.
-const MAX_TEST_EVENTS: usize = 1000;
+const MAX_TEST_EVENTS: usize = 200;
 
 fn detect(state: &AppState) -> Result<&Arc<crate::detect::DetectService>, ApiError> {
     state.detect.as_ref().ok_or_else(|| ApiError::new(ErrorCode::Unavailable, "detection is not enabled"))
@@ -87,7 +89,7 @@ pub struct RuleQuery {
     /// At most this many (1..=500, default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 1000000)]
     pub offset: Option<u32>,
 }
 
@@ -141,6 +143,9 @@ pub async fn list_rules(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::new(ErrorCode::BadRequest, "limit must be between 1 and 500"));
     }
+    if query.offset.is_some_and(|o| o > 1_000_000) {
+        return Err(ApiError::new(ErrorCode::BadRequest, "offset is at most 1000000"));
+    }
     if query.q.as_ref().is_some_and(|q| q.len() > 256) {
         return Err(ApiError::new(ErrorCode::BadRequest, "q is at most 256 characters"));
     }
@@ -187,8 +192,8 @@ pub async fn get_rule(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRule {
-    /// The rule(s) in Sigma YAML.
-    #[schema(max_length = 262144)]
+    /// The rule(s) in Sigma YAML (at most 64 Ki characters).
+    #[schema(max_length = 65536)]
     pub yaml: String,
 }
 
@@ -201,8 +206,11 @@ pub struct AddedRules {
 /// Check a rule file on its own and with the rules already loaded (ids
 /// must not collide). Errors name the line.
 fn check_rule_file(loaded: &crate::detect::LoadedRules, yaml: &str) -> Result<Vec<String>, ApiError> {
-    if yaml.len() > MAX_RULE_BYTES {
-        return Err(ApiError::new(ErrorCode::Unprocessable, format!("a rule file is at most {MAX_RULE_BYTES} bytes")));
+    if yaml.len() > MAX_RULE_BYTES || yaml.chars().count() > MAX_RULE_CHARS {
+        return Err(ApiError::new(
+            ErrorCode::Unprocessable,
+            format!("a rule file is at most {MAX_RULE_CHARS} characters"),
+        ));
     }
     let mut scratch = RuleSet::new();
     let ids = scratch
@@ -356,13 +364,13 @@ pub async fn disable_rule(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleTest {
-    #[schema(max_length = 262144)]
+    #[schema(max_length = 65536)]
     pub yaml: Option<String>,
     #[schema(max_items = 1000)]
     pub rule_ids: Option<Vec<String>>,
     /// Events: Caduceus events, Windows events as evtx JSON, or flat JSON
     /// objects with an optional `logsource` member.
-    #[schema(min_items = 1, max_items = 1000, value_type = Vec<Object>)]
+    #[schema(min_items = 1, max_items = 200, value_type = Vec<Object>)]
     pub events: Vec<serde_json::Value>,
 }
 
@@ -405,8 +413,11 @@ pub async fn test_rules(
     let mut only = None;
     let rules = match (&request.yaml, &request.rule_ids) {
         (Some(yaml), _) => {
-            if yaml.len() > MAX_RULE_BYTES {
-                return Err(ApiError::new(ErrorCode::Unprocessable, "a rule file is at most 256 KiB"));
+            if yaml.len() > MAX_RULE_BYTES || yaml.chars().count() > MAX_RULE_CHARS {
+                return Err(ApiError::new(
+                    ErrorCode::Unprocessable,
+                    format!("a rule file is at most {MAX_RULE_CHARS} characters"),
+                ));
             }
             let mut scratch = RuleSet::new();
             scratch
