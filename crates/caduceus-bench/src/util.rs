@@ -120,6 +120,14 @@ pub fn load_average() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
+/// A figure of `/proc/self/status` in KiB: `VmHWM` is the peak resident
+/// set so far, `VmRSS` the current one. `None` off Linux.
+pub fn memory_kib(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +140,15 @@ mod tests {
         assert_eq!(percentile(&samples, 100.0), Duration::from_millis(100));
         assert_eq!(percentile(&samples[..1], 99.0), Duration::from_millis(1));
         assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn memory_is_read_on_linux() {
+        if cfg!(target_os = "linux") {
+            let peak = memory_kib("VmHWM").unwrap();
+            let now = memory_kib("VmRSS").unwrap();
+            assert!(peak >= now && now > 0, "peak {peak} KiB, now {now} KiB");
+            assert_eq!(memory_kib("NoSuchKey"), None);
+        }
     }
 }
