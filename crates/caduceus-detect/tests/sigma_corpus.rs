@@ -184,6 +184,7 @@ impl Rng {
 /// What the corpus asks of events, read straight from the YAML (not from
 /// the engine): per log source, the fields rules name and fragments of
 /// the values they look for.
+#[allow(clippy::type_complexity)]
 fn corpus_vocabulary() -> BTreeMap<(Option<String>, Option<String>, Option<String>), BTreeMap<String, Vec<String>>> {
     let mut files = Vec::new();
     for dir in DIRS {
@@ -260,7 +261,7 @@ fn synthetic_events(count: usize, seed: u64) -> Vec<Event> {
             let mut value = String::new();
             for _ in 0..1 + rng.below(3) {
                 if rng.below(3) == 0 {
-                    let n: &str = *rng.pick(&noise[..]);
+                    let n: &str = rng.pick::<&str>(&noise[..]);
                     value.push_str(n);
                 }
                 let fragment: &String = rng.pick(&pool[..]);

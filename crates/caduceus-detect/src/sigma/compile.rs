@@ -697,7 +697,7 @@ fn pcre_classes(src: &str) -> String {
 }
 
 fn last_line(s: &str) -> String {
-    s.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or(s).trim().to_owned()
+    s.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(s).trim().to_owned()
 }
 
 fn parse_cidr(text: &str) -> Option<Cidr> {

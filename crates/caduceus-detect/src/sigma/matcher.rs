@@ -16,6 +16,9 @@ pub(crate) type FieldId = u32;
 
 /// A wildcard pattern, already folded unless the matcher is case-sensitive.
 #[derive(Debug)]
+// Inline on purpose: the finders are matched per event, and a box
+// would add a pointer chase on the hot path.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Pattern {
     /// `*`: any value.
     Any,
@@ -37,6 +40,9 @@ pub(crate) struct Glob {
 }
 
 #[derive(Debug)]
+// Inline on purpose: the finders are matched per event, and a box
+// would add a pointer chase on the hot path.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Seg {
     Lit(Finder<'static>),
     /// Characters, `None` for `?` (exactly one character).
@@ -205,6 +211,9 @@ impl Cidr {
 
 /// How one value of a Sigma item is compared with one value of the event.
 #[derive(Debug)]
+// Inline on purpose: the finders are matched per event, and a box
+// would add a pointer chase on the hot path.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Matcher {
     Str {
         pat: Pattern,
@@ -358,7 +367,7 @@ impl Matcher {
     fn matches_field(&self, entries: &[Entry], ctx: &Ctx<'_>) -> bool {
         match self {
             Matcher::Null => entries.is_empty() || entries.iter().any(|e| e.val.is_null()),
-            Matcher::Exists(want) => !entries.is_empty() == *want,
+            Matcher::Exists(want) => entries.is_empty() != *want,
             Matcher::Never => false,
             m => entries.iter().any(|e| !e.val.is_null() && m.matches_val(&e.val, ctx)),
         }
