@@ -364,7 +364,7 @@ fn pattern(p: &[Piece], cased: bool) -> Pattern {
             (true, true) => Pattern::Exact(text.into()),
             (true, false) => Pattern::Prefix(text.into()),
             (false, true) => Pattern::Suffix(text.into()),
-            (false, false) => Pattern::Contains(Finder::new(text.as_bytes()).into_owned()),
+            (false, false) => Pattern::Contains(Box::new(Finder::new(text.as_bytes()).into_owned())),
         };
     }
     let segs = segs
@@ -391,7 +391,7 @@ fn pattern(p: &[Piece], cased: bool) -> Pattern {
                 flush(&mut run, &mut chars);
                 Seg::Wild(chars)
             } else {
-                Seg::Lit(Finder::new(norm(text_of(s)).as_bytes()).into_owned())
+                Seg::Lit(Box::new(Finder::new(norm(text_of(s)).as_bytes()).into_owned()))
             }
         })
         .collect();
@@ -491,7 +491,7 @@ pub(crate) fn item(
         let Some(Yaml::Bool(b)) = values.first() else {
             return Err(err(format!("`exists` needs true or false in `{key}`")));
         };
-        return Ok(Item { field, groups: vec![vec![Matcher::Exists(*b)]], all: false, neq: false });
+        return Ok(Item::new(field, vec![vec![Matcher::Exists(*b)]], false, false));
     }
     if has(Modifier::Re) {
         transforms(&[])?;
@@ -511,7 +511,7 @@ pub(crate) fn item(
             })?;
             groups.push(vec![Matcher::Regex(re)]);
         }
-        return Ok(Item { field, groups, all, neq });
+        return Ok(Item::new(field, groups, all, neq));
     }
     if has(Modifier::Cidr) {
         transforms(&[])?;
@@ -521,7 +521,7 @@ pub(crate) fn item(
                 parse_cidr(&text).ok_or_else(|| err(format!("`{text}` is not a CIDR network")))?,
             )]);
         }
-        return Ok(Item { field, groups, all, neq });
+        return Ok(Item::new(field, groups, all, neq));
     }
     let time = mods.iter().find_map(|m| if let Modifier::Time(t) = m { Some(*t) } else { None });
     let cmp = mods.iter().find_map(|m| if let Modifier::Cmp(c) = m { Some(*c) } else { None });
@@ -534,7 +534,7 @@ pub(crate) fn item(
                 None => Matcher::Num(cmp.unwrap_or(Cmp::Eq), n),
             }]);
         }
-        return Ok(Item { field, groups, all, neq });
+        return Ok(Item::new(field, groups, all, neq));
     }
     if has(Modifier::FieldRef) {
         transforms(&[Modifier::Contains, Modifier::StartsWith, Modifier::EndsWith])?;
@@ -551,7 +551,7 @@ pub(crate) fn item(
             let Yaml::String(other) = v else { return Err(err(format!("`fieldref` needs a field name in `{key}`"))) };
             groups.push(vec![Matcher::FieldRef { field: fields.intern(other.trim()), kind, cased }]);
         }
-        return Ok(Item { field, groups, all, neq });
+        return Ok(Item::new(field, groups, all, neq));
     }
 
     // String matching, with transformations in the order written.
@@ -641,7 +641,7 @@ pub(crate) fn item(
         }
         groups.push(variants.iter().map(|p| Matcher::Str { pat: pattern(p, cased), cased }).collect());
     }
-    Ok(Item { field, groups, all, neq })
+    Ok(Item::new(field, groups, all, neq))
 }
 
 /// `\w`, `\d` and `\s` match ASCII only in PCRE (the flavour Sigma

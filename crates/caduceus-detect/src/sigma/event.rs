@@ -36,6 +36,27 @@ pub(crate) fn fold(s: &str) -> Cow<'_, str> {
     if out == s { Cow::Borrowed(s) } else { Cow::Owned(out) }
 }
 
+/// Append `fold(s)` to `out` without an intermediate string; true if it
+/// differs from `s`.
+fn push_folded(out: &mut String, s: &str) -> bool {
+    if s.is_ascii() {
+        if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return false;
+        }
+        let start = out.len();
+        out.push_str(s);
+        if let Some(tail) = out.get_mut(start..) {
+            tail.make_ascii_lowercase();
+        }
+        return true;
+    }
+    let start = out.len();
+    for c in s.chars() {
+        out.extend(c.to_lowercase());
+    }
+    out.get(start..) != Some(s)
+}
+
 /// Field names compare without regard to ASCII case (`CommandLine` and
 /// `commandline` are one field), as Windows field names vary in case
 /// between producers, and without spaces (the specification: "strip all
@@ -48,62 +69,62 @@ pub(crate) fn fold_name(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// One value of a field: its text as it came (numbers and booleans as
-/// their JSON text) and the same folded.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Val {
-    raw: Box<str>,
-    /// `None` when folding changes nothing.
-    folded: Option<Box<str>>,
-    null: bool,
+/// A range of an event's text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
 }
 
-impl Val {
-    pub(crate) fn text(raw: &str) -> Self {
-        let folded = match fold(raw) {
-            Cow::Borrowed(_) => None,
-            Cow::Owned(f) => Some(f.into_boxed_str()),
-        };
-        Self { raw: raw.into(), folded, null: false }
+/// The first eight bytes of a name, big-endian: orders like the name, so
+/// sorting and grouping compare one integer before any bytes.
+fn name_prefix(name: &str) -> u64 {
+    let mut key = [0u8; 8];
+    for (k, b) in key.iter_mut().zip(name.bytes()) {
+        *k = b;
     }
-
-    pub(crate) fn null() -> Self {
-        Self { raw: "".into(), folded: None, null: true }
-    }
-
-    /// From a JSON scalar; `None` for objects and arrays.
-    pub(crate) fn from_json(value: &Value) -> Option<Self> {
-        match value {
-            Value::Null => Some(Self::null()),
-            Value::String(s) => Some(Self::text(s)),
-            Value::Bool(b) => Some(Self::text(if *b { "true" } else { "false" })),
-            Value::Number(n) => Some(Self::text(&n.to_string())),
-            Value::Array(_) | Value::Object(_) => None,
-        }
-    }
-
-    pub(crate) fn raw(&self) -> &str {
-        &self.raw
-    }
-
-    pub(crate) fn folded(&self) -> &str {
-        self.folded.as_deref().unwrap_or(&self.raw)
-    }
-
-    pub(crate) fn is_null(&self) -> bool {
-        self.null
-    }
+    u64::from_be_bytes(key)
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// One value of a field. Names and values live in one buffer per event
+/// (`Event::text`): building an event is one growing string, not three
+/// allocations per field, and matching reads memory that sits together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// Folded field name.
-    pub(crate) name: Box<str>,
-    pub(crate) val: Val,
+    name: Span,
+    /// `name_prefix` of the name.
+    prefix: u64,
+    /// `index::name_hash` of the name, for the rule set's lookup.
+    pub(crate) hash: u64,
+    /// The first entry of its name (entries are sorted by name).
+    pub(crate) first: bool,
+    /// The value as it came (numbers and booleans as their JSON text).
+    raw: Span,
+    /// The same, folded (equal to `raw` when folding changes nothing).
+    folded: Span,
+    null: bool,
     /// A second name for a value already present (a nested leaf's last key,
     /// a field-map alias): keyword search skips it so each value is searched
     /// once.
     pub(crate) alias: bool,
+}
+
+/// A non-null value, as matchers see it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Val<'a> {
+    raw: &'a str,
+    folded: &'a str,
+}
+
+impl<'a> Val<'a> {
+    pub(crate) fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    pub(crate) fn folded(&self) -> &'a str {
+        self.folded
+    }
 }
 
 /// A normalised event: its log source and its fields (flattened, Sigma
@@ -114,32 +135,130 @@ pub struct Event {
     pub(crate) product: Option<Box<str>>,
     pub(crate) services: Vec<Box<str>>,
     pub(crate) categories: Vec<Box<str>>,
+    text: String,
     /// Sorted by name (stable, so values of one field keep their order).
     pub(crate) entries: Vec<Entry>,
 }
 
+/// Most bytes of text one event keeps (names and values, folded copies
+/// included); values beyond it are dropped like fields beyond
+/// [`MAX_EVENT_FIELDS`].
+pub const MAX_EVENT_TEXT: usize = 4 << 20;
+
 /// Collects entries, capped, and sorts them once at the end.
-#[derive(Default)]
 pub(crate) struct Builder {
+    text: String,
     entries: Vec<Entry>,
+    /// Reused to format numbers.
+    digits: String,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self { text: String::with_capacity(4096), entries: Vec::with_capacity(48), digits: String::new() }
+    }
 }
 
 impl Builder {
-    pub(crate) fn push(&mut self, name: &str, val: Val, alias: bool) {
-        if self.entries.len() < MAX_EVENT_FIELDS {
-            self.entries.push(Entry { name: fold_name(name).into(), val, alias });
+    fn span_of(&mut self, write: impl FnOnce(&mut String)) -> Span {
+        let start = self.text.len();
+        write(&mut self.text);
+        Span {
+            start: u32::try_from(start).unwrap_or(u32::MAX),
+            end: u32::try_from(self.text.len()).unwrap_or(u32::MAX),
         }
     }
 
-    pub(crate) fn push_json(&mut self, name: &str, value: &Value) {
-        if let Some(val) = Val::from_json(value) {
-            self.push(name, val, false);
+    fn get(&self, span: Span) -> &str {
+        self.text.get(span.start as usize..span.end as usize).unwrap_or_default()
+    }
+
+    fn full(&self, extra: usize) -> bool {
+        self.entries.len() >= MAX_EVENT_FIELDS || self.text.len().saturating_add(extra) > MAX_EVENT_TEXT
+    }
+
+    /// Write a folded name (ASCII lowercase, no spaces) into the buffer.
+    fn name(&mut self, name: &str) -> (Span, u64, u64) {
+        let span = self.span_of(|t| {
+            let start = t.len();
+            if name.contains(' ') {
+                t.extend(name.chars().filter(|c| *c != ' '));
+            } else {
+                t.push_str(name);
+            }
+            if let Some(tail) = t.get_mut(start..) {
+                tail.make_ascii_lowercase();
+            }
+        });
+        let folded = self.get(span);
+        (span, name_prefix(folded), super::index::name_hash(folded.as_bytes()))
+    }
+
+    /// Add a value.
+    fn push_value(&mut self, name: &str, value: &str, alias: bool) {
+        if self.full(name.len() + value.len() * 2) {
+            return;
         }
+        let (name, prefix, hash) = self.name(name);
+        let raw = self.span_of(|t| t.push_str(value));
+        // Fold straight into the buffer; give the bytes back if nothing
+        // changed.
+        let start = self.text.len();
+        let folded = if push_folded(&mut self.text, value) {
+            Span {
+                start: u32::try_from(start).unwrap_or(u32::MAX),
+                end: u32::try_from(self.text.len()).unwrap_or(u32::MAX),
+            }
+        } else {
+            self.text.truncate(start);
+            raw
+        };
+        self.entries.push(Entry { name, prefix, hash, first: false, raw, folded, null: false, alias });
+    }
+
+    pub(crate) fn push_text(&mut self, name: &str, value: &str) {
+        self.push_value(name, value, false);
+    }
+
+    pub(crate) fn push_null(&mut self, name: &str) {
+        self.push_null_as(name, false);
+    }
+
+    fn push_null_as(&mut self, name: &str, alias: bool) {
+        if self.full(name.len()) {
+            return;
+        }
+        let (name, prefix, hash) = self.name(name);
+        let empty = Span { start: name.end, end: name.end };
+        self.entries.push(Entry { name, prefix, hash, first: false, raw: empty, folded: empty, null: true, alias });
+    }
+
+    fn push_scalar(&mut self, name: &str, value: &Value, alias: bool) {
+        use std::fmt::Write as _;
+        match value {
+            Value::Null => self.push_null_as(name, alias),
+            Value::String(s) => self.push_value(name, s, alias),
+            Value::Bool(b) => self.push_value(name, if *b { "true" } else { "false" }, alias),
+            Value::Number(n) => {
+                let mut digits = std::mem::take(&mut self.digits);
+                digits.clear();
+                // Writing to a String cannot fail.
+                _ = write!(digits, "{n}");
+                self.push_value(name, &digits, alias);
+                self.digits = digits;
+            }
+            Value::Array(_) | Value::Object(_) => {}
+        }
+    }
+
+    /// A JSON scalar (objects and arrays are ignored here).
+    pub(crate) fn push_json(&mut self, name: &str, value: &Value) {
+        self.push_scalar(name, value, false);
     }
 
     pub(crate) fn has(&self, name: &str) -> bool {
         let name = fold_name(name);
-        self.entries.iter().any(|e| *e.name == *name)
+        self.entries.iter().any(|e| self.get(e.name) == name)
     }
 
     /// Add `to` as a second name for every value of `from`, unless the event
@@ -149,9 +268,13 @@ impl Builder {
             return;
         }
         let from = fold_name(from);
-        let copies: Vec<Val> = self.entries.iter().filter(|e| *e.name == *from).map(|e| e.val.clone()).collect();
-        for val in copies {
-            self.push(to, val, true);
+        let copies: Vec<Entry> = self.entries.iter().filter(|e| self.get(e.name) == from).copied().collect();
+        for entry in copies {
+            if self.full(to.len()) {
+                return;
+            }
+            let (name, prefix, hash) = self.name(to);
+            self.entries.push(Entry { name, prefix, hash, alias: true, ..entry });
         }
     }
 
@@ -180,25 +303,32 @@ impl Builder {
                 }
             }
             scalar => {
-                if let Some(val) = Val::from_json(scalar) {
-                    if path.as_str() != key && !key.is_empty() {
-                        self.push(key, val.clone(), true);
-                    }
-                    if !path.is_empty() {
-                        self.push(path, val, false);
-                    }
+                if !path.is_empty() {
+                    self.push_scalar(path, scalar, false);
+                }
+                if path.as_str() != key && !key.is_empty() {
+                    self.push_scalar(key, scalar, true);
                 }
             }
         }
     }
 
     pub(crate) fn finish(mut self, product: Option<&str>, services: &[&str], categories: &[&str]) -> Event {
-        self.entries.sort_by(|a, b| a.name.cmp(&b.name));
+        let text = std::mem::take(&mut self.text);
+        let name = |e: &Entry| text.get(e.name.start as usize..e.name.end as usize).unwrap_or_default();
+        self.entries.sort_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| name(a).cmp(name(b))));
+        let mut previous: Option<(u64, &str)> = None;
+        for e in &mut self.entries {
+            let key = (e.prefix, name(e));
+            e.first = previous != Some(key);
+            previous = Some(key);
+        }
         let norm = |s: &str| -> Box<str> { fold(s.trim()).into() };
         Event {
             product: product.filter(|p| !p.trim().is_empty()).map(norm),
             services: services.iter().filter(|s| !s.trim().is_empty()).map(|s| norm(s)).collect(),
             categories: categories.iter().filter(|s| !s.trim().is_empty()).map(|s| norm(s)).collect(),
+            text,
             entries: self.entries,
         }
     }
@@ -226,10 +356,10 @@ impl Event {
     /// fields, so that rules cannot fire on their own findings.
     pub fn from_security_event(event: &SecurityEvent, map: &FieldMap) -> Event {
         let mut b = Builder::default();
-        let text = |b: &mut Builder, name: &str, value: &str| b.push(name, Val::text(value), false);
+        let text = |b: &mut Builder, name: &str, value: &str| b.push_text(name, value);
         let opt = |b: &mut Builder, name: &str, value: &Option<String>| match value {
-            Some(v) => b.push(name, Val::text(v), false),
-            None => b.push(name, Val::null(), false),
+            Some(v) => b.push_text(name, v),
+            None => b.push_null(name),
         };
         let status = match event.status() {
             Status::Success => "success",
@@ -344,7 +474,7 @@ impl Event {
     /// The fields as (folded name, value as it came); null values are left
     /// out and second names (aliases) are included.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().filter(|e| !e.val.is_null()).map(|e| (&*e.name, e.val.raw()))
+        self.entries.iter().filter(|e| !e.null).map(|e| (self.name(e), self.span(e.raw)))
     }
 
     /// Number of values held (aliases included).
@@ -356,10 +486,24 @@ impl Event {
         self.entries.is_empty()
     }
 
+    fn span(&self, span: Span) -> &str {
+        self.text.get(span.start as usize..span.end as usize).unwrap_or_default()
+    }
+
+    pub(crate) fn name(&self, e: &Entry) -> &str {
+        self.span(e.name)
+    }
+
+    /// The value of an entry; `None` when null.
+    pub(crate) fn val(&self, e: &Entry) -> Option<Val<'_>> {
+        (!e.null).then(|| Val { raw: self.span(e.raw), folded: self.span(e.folded) })
+    }
+
     /// The entries of one (folded) field name.
     pub(crate) fn values_named(&self, folded_name: &str) -> &[Entry] {
-        let start = self.entries.partition_point(|e| &*e.name < folded_name);
-        let end = start + self.entries.get(start..).map_or(0, |rest| rest.partition_point(|e| &*e.name == folded_name));
+        let start = self.entries.partition_point(|e| self.name(e) < folded_name);
+        let end =
+            start + self.entries.get(start..).map_or(0, |rest| rest.partition_point(|e| self.name(e) == folded_name));
         self.entries.get(start..end).unwrap_or(&[])
     }
 }
@@ -377,7 +521,7 @@ impl FieldLookup for Event {
     /// ASCII case).
     fn field(&self, name: &str) -> Option<Cow<'_, str>> {
         let name = fold_name(name);
-        self.values_named(&name).iter().find(|e| !e.val.is_null()).map(|e| Cow::Borrowed(e.val.raw()))
+        self.values_named(&name).iter().find_map(|e| self.val(e)).map(|v| Cow::Borrowed(v.raw()))
     }
 }
 

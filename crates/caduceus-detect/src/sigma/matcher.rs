@@ -16,16 +16,14 @@ pub(crate) type FieldId = u32;
 
 /// A wildcard pattern, already folded unless the matcher is case-sensitive.
 #[derive(Debug)]
-// Inline on purpose: the finders are matched per event, and a box
-// would add a pointer chase on the hot path.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Pattern {
     /// `*`: any value.
     Any,
     Exact(Box<str>),
     Prefix(Box<str>),
     Suffix(Box<str>),
-    Contains(Finder<'static>),
+    /// Boxed: a compiled searcher is a few hundred bytes.
+    Contains(Box<Finder<'static>>),
     Glob(Glob),
 }
 
@@ -40,11 +38,8 @@ pub(crate) struct Glob {
 }
 
 #[derive(Debug)]
-// Inline on purpose: the finders are matched per event, and a box
-// would add a pointer chase on the hot path.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Seg {
-    Lit(Finder<'static>),
+    Lit(Box<Finder<'static>>),
     /// Characters, `None` for `?` (exactly one character).
     Wild(Vec<Option<char>>),
 }
@@ -211,9 +206,6 @@ impl Cidr {
 
 /// How one value of a Sigma item is compared with one value of the event.
 #[derive(Debug)]
-// Inline on purpose: the finders are matched per event, and a box
-// would add a pointer chase on the hot path.
-#[allow(clippy::large_enum_variant)]
 pub(crate) enum Matcher {
     Str {
         pat: Pattern,
@@ -246,6 +238,47 @@ pub(crate) struct Item {
     pub(crate) groups: Vec<Vec<Matcher>>,
     pub(crate) all: bool,
     pub(crate) neq: bool,
+    /// For a field's list of many `contains` values (OR): one automaton
+    /// pass instead of a substring search per value. Same result.
+    pub(crate) fast: Option<FastContains>,
+}
+
+#[derive(Debug)]
+pub(crate) struct FastContains {
+    pub(crate) ac: aho_corasick::AhoCorasick,
+    pub(crate) cased: bool,
+}
+
+/// Values from which a list of `contains` gets an automaton.
+const FAST_CONTAINS_MIN: usize = 4;
+
+impl Item {
+    pub(crate) fn new(field: Option<FieldId>, groups: Vec<Vec<Matcher>>, all: bool, neq: bool) -> Self {
+        let mut item = Item { field, groups, all, neq, fast: None };
+        item.fast = item.fast_contains();
+        item
+    }
+
+    fn fast_contains(&self) -> Option<FastContains> {
+        if self.all || self.field.is_none() {
+            return None;
+        }
+        let mut needles: Vec<&[u8]> = Vec::new();
+        let mut case = None;
+        for m in self.groups.iter().flatten() {
+            let Matcher::Str { pat: Pattern::Contains(f), cased } = m else { return None };
+            if *case.get_or_insert(*cased) != *cased {
+                return None;
+            }
+            needles.push(f.needle());
+        }
+        if needles.len() < FAST_CONTAINS_MIN {
+            return None;
+        }
+        let ac =
+            aho_corasick::AhoCorasick::builder().kind(Some(aho_corasick::AhoCorasickKind::DFA)).build(needles).ok()?;
+        Some(FastContains { ac, cased: case.unwrap_or(false) })
+    }
 }
 
 /// A search identifier: OR of maps, each map an AND of items.
@@ -268,22 +301,49 @@ pub(crate) struct Detection {
     pub(crate) condition: Cond,
 }
 
-/// An event as seen by one rule set: its entries grouped by the set's field
-/// ids.
+/// Where each field of the event is, by the rule set's field ids: a slot
+/// per id, stamped with the generation (one per event) that wrote it, so
+/// that nothing is cleared between events and a lookup is one array read.
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    slots: Vec<(u32, u32, u32)>,
+    generation: u32,
+}
+
+impl Slots {
+    /// Start a new event over `fields` ids.
+    pub(crate) fn begin(&mut self, fields: usize) {
+        if self.slots.len() < fields {
+            self.slots.resize(fields, (0, 0, 0));
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.slots.iter_mut().for_each(|s| *s = (0, 0, 0));
+            self.generation = 1;
+        }
+    }
+
+    pub(crate) fn set(&mut self, field: FieldId, start: u32, end: u32) {
+        let generation = self.generation;
+        if let Some(slot) = self.slots.get_mut(field as usize) {
+            *slot = (generation, start, end);
+        }
+    }
+}
+
+/// An event as seen by one rule set.
 pub(crate) struct Ctx<'a> {
     pub(crate) event: &'a Event,
-    /// (field id, start, end) into `event.entries`, sorted by id.
-    pub(crate) ids: &'a [(FieldId, u32, u32)],
+    pub(crate) slots: &'a Slots,
 }
 
 impl<'a> Ctx<'a> {
     pub(crate) fn values(&self, field: FieldId) -> &'a [Entry] {
-        match self.ids.binary_search_by_key(&field, |(id, _, _)| *id) {
-            Ok(i) => match self.ids.get(i) {
-                Some(&(_, start, end)) => self.event.entries.get(start as usize..end as usize).unwrap_or(&[]),
-                None => &[],
-            },
-            Err(_) => &[],
+        match self.slots.slots.get(field as usize) {
+            Some(&(generation, start, end)) if generation == self.slots.generation => {
+                self.event.entries.get(start as usize..end as usize).unwrap_or(&[])
+            }
+            _ => &[],
         }
     }
 }
@@ -340,7 +400,7 @@ fn time_part(text: &str, part: TimePart) -> Option<f64> {
 
 impl Matcher {
     /// Against one non-null value.
-    fn matches_val(&self, val: &Val, ctx: &Ctx<'_>) -> bool {
+    fn matches_val(&self, val: Val<'_>, ctx: &Ctx<'_>) -> bool {
         match self {
             Matcher::Str { pat, cased } => pat.matches(if *cased { val.raw() } else { val.folded() }),
             Matcher::Regex(re) => re.is_match(val.raw()),
@@ -348,10 +408,8 @@ impl Matcher {
             Matcher::Num(cmp, n) => parse_number(val.raw()).is_some_and(|v| cmp.test(v, *n)),
             Matcher::Time(part, cmp, n) => time_part(val.raw(), *part).is_some_and(|v| cmp.test(v, *n)),
             Matcher::FieldRef { field, kind, cased } => ctx.values(*field).iter().any(|other| {
-                if other.val.is_null() {
-                    return false;
-                }
-                let (a, b) = if *cased { (val.raw(), other.val.raw()) } else { (val.folded(), other.val.folded()) };
+                let Some(other) = ctx.event.val(other) else { return false };
+                let (a, b) = if *cased { (val.raw(), other.raw()) } else { (val.folded(), other.folded()) };
                 match kind {
                     RefKind::Exact => a == b,
                     RefKind::Prefix => a.starts_with(b),
@@ -366,16 +424,16 @@ impl Matcher {
     /// Against a field's entries (all of them: absent is the empty slice).
     fn matches_field(&self, entries: &[Entry], ctx: &Ctx<'_>) -> bool {
         match self {
-            Matcher::Null => entries.is_empty() || entries.iter().any(|e| e.val.is_null()),
+            Matcher::Null => entries.is_empty() || entries.iter().any(|e| ctx.event.val(e).is_none()),
             Matcher::Exists(want) => entries.is_empty() != *want,
             Matcher::Never => false,
-            m => entries.iter().any(|e| !e.val.is_null() && m.matches_val(&e.val, ctx)),
+            m => entries.iter().any(|e| ctx.event.val(e).is_some_and(|v| m.matches_val(v, ctx))),
         }
     }
 
     /// Against any value of the event (keywords).
     fn matches_any(&self, ctx: &Ctx<'_>) -> bool {
-        ctx.event.entries.iter().any(|e| !e.alias && !e.val.is_null() && self.matches_val(&e.val, ctx))
+        ctx.event.entries.iter().any(|e| !e.alias && ctx.event.val(e).is_some_and(|v| self.matches_val(v, ctx)))
     }
 }
 
@@ -384,9 +442,17 @@ impl Item {
         match self.field {
             Some(field) => {
                 let entries = ctx.values(field);
+                if let Some(fast) = &self.fast {
+                    let hit = entries.iter().any(|e| {
+                        ctx.event
+                            .val(e)
+                            .is_some_and(|v| fast.ac.is_match(if fast.cased { v.raw() } else { v.folded() }))
+                    });
+                    return if self.neq { entries.iter().any(|e| ctx.event.val(e).is_some()) && !hit } else { hit };
+                }
                 let group = |g: &Vec<Matcher>| g.iter().any(|m| m.matches_field(entries, ctx));
                 let hit = if self.all { self.groups.iter().all(group) } else { self.groups.iter().any(group) };
-                if self.neq { entries.iter().any(|e| !e.val.is_null()) && !hit } else { hit }
+                if self.neq { entries.iter().any(|e| ctx.event.val(e).is_some()) && !hit } else { hit }
             }
             None => {
                 let group = |g: &Vec<Matcher>| g.iter().any(|m| m.matches_any(ctx));
@@ -427,7 +493,7 @@ mod tests {
         Glob { segs, anchored_start: s, anchored_end: e }
     }
     fn lit(s: &str) -> Seg {
-        Seg::Lit(Finder::new(s.as_bytes()).into_owned())
+        Seg::Lit(Box::new(Finder::new(s.as_bytes()).into_owned()))
     }
 
     #[test]

@@ -140,6 +140,7 @@ fn scalar_u64(value: &Value) -> Option<u64> {
 /// (`Provider_Name`, `Security_UserID`, `Execution_ProcessID`), element text
 /// by the tag name (`EventID` from `{"#text": 4688, ...}`).
 fn system_fields(b: &mut Builder, system: &Map<String, Value>) {
+    let mut name = String::new();
     for (key, value) in system {
         match value {
             Value::Object(obj) => {
@@ -148,7 +149,11 @@ fn system_fields(b: &mut Builder, system: &Map<String, Value>) {
                 }
                 if let Some(Value::Object(attrs)) = obj.get("#attributes") {
                     for (attr, v) in attrs {
-                        b.push_json(&format!("{key}_{attr}"), v);
+                        name.clear();
+                        name.push_str(key);
+                        name.push('_');
+                        name.push_str(attr);
+                        b.push_json(&name, v);
                     }
                 }
             }
