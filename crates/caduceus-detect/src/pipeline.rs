@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use caduceus_core::event::Payload;
-use caduceus_core::{SecurityEvent, Severity, Timestamp};
+use caduceus_core::{SecurityEvent, Timestamp};
 
+use crate::alerts::level_severity;
 use crate::correlation::{CorrelationHit, Correlator};
 use crate::ehr::{Analytics, Assessment};
 use crate::sigma::{Event, FieldMap, Rule, RuleSet};
@@ -56,18 +57,6 @@ pub struct Engine {
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").field("stats", &self.stats).finish_non_exhaustive()
-    }
-}
-
-/// Severity of a Sigma `level`.
-pub fn severity_of_level(level: Option<&str>) -> Severity {
-    match level.map(str::to_ascii_lowercase).as_deref() {
-        Some("critical") => Severity::Critical,
-        Some("high") => Severity::High,
-        Some("medium") => Severity::Medium,
-        Some("low") => Severity::Low,
-        Some("informational") => Severity::Informational,
-        _ => Severity::Medium,
     }
 }
 
@@ -198,7 +187,7 @@ fn sigma_finding(rule: &Rule, seq: u64, time: Timestamp, entity: Option<String>)
         kind: FindingKind::Sigma,
         rule_id: rule.id.clone(),
         rule_title: rule.title.clone(),
-        severity: severity_of_level(rule.level.as_deref()),
+        severity: level_severity(rule.level.as_deref()),
         time,
         entity,
         patients: Vec::new(),
@@ -223,7 +212,7 @@ fn correlation_finding(
         kind: FindingKind::Correlation,
         rule_id: hit.id.clone(),
         rule_title: hit.title.clone(),
-        severity: severity_of_level(rule.and_then(|r| r.level.as_deref())),
+        severity: level_severity(rule.and_then(|r| r.level.as_deref())),
         time: if hit.last_ms > 0 { Timestamp(hit.last_ms) } else { now },
         entity,
         patients: Vec::new(),
