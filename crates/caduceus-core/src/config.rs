@@ -52,6 +52,8 @@ pub struct Config {
     pub vault: VaultConfig,
     #[serde(default)]
     pub detect: DetectConfig,
+    #[serde(default)]
+    pub network: NetworkConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -385,6 +387,90 @@ impl Default for DetectConfig {
     }
 }
 
+/// The network stage: flow sources (Zeek, Suricata, MQTT), the flow model,
+/// the online anomaly detector and per-device baselines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Run the network stage in the server.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Zeek `conn.log` files (TSV or JSON) followed like `tail -F`.
+    #[serde(default)]
+    pub zeek_logs: Vec<PathBuf>,
+    /// Suricata `eve.json` files followed like `tail -F`.
+    #[serde(default)]
+    pub eve_logs: Vec<PathBuf>,
+    /// Device telemetry: an MQTT broker, `mqtt://host:port`.
+    #[serde(default)]
+    pub mqtt_broker: Option<String>,
+    /// MQTT topic filters to subscribe to, e.g. `devices/+/telemetry`.
+    #[serde(default)]
+    pub mqtt_topics: Vec<String>,
+    /// A model written by `caduceus detect train` (or an ONNX file); reloaded
+    /// when the file changes.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+    /// Score at or above which a flow raises an alert; the model's own
+    /// threshold when unset.
+    #[serde(default)]
+    pub model_threshold: Option<f64>,
+    /// Learn the live traffic with the online detector and alert on
+    /// anomalous flows once it has seen `online_warmup` flows.
+    #[serde(default = "default_true")]
+    pub online_detector: bool,
+    #[serde(default = "default_online_warmup")]
+    pub online_warmup: u64,
+    /// Online anomaly score (0..1) at or above which a flow raises an alert.
+    #[serde(default = "default_online_threshold")]
+    pub online_threshold: f64,
+    /// How long each device's baseline learns before it alerts, in hours.
+    #[serde(default = "default_baseline_hours")]
+    pub baseline_learning_hours: u64,
+    /// Device classes by IP address, e.g. `"10.0.5.21" = "infusion-pump"`.
+    #[serde(default)]
+    pub device_classes: std::collections::BTreeMap<String, String>,
+    /// DICOM AE titles known to this hospital; an association or C-MOVE to
+    /// another raises an alert (nothing is checked while empty).
+    #[serde(default)]
+    pub known_ae_titles: Vec<String>,
+    /// Hosts allowed to send HL7 (the interface engines); HL7 from another
+    /// host raises an alert (nothing is checked while empty).
+    #[serde(default)]
+    pub hl7_senders: Vec<String>,
+}
+
+fn default_online_warmup() -> u64 {
+    1000
+}
+fn default_online_threshold() -> f64 {
+    0.9
+}
+fn default_baseline_hours() -> u64 {
+    24
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            zeek_logs: Vec::new(),
+            eve_logs: Vec::new(),
+            mqtt_broker: None,
+            mqtt_topics: Vec::new(),
+            model: None,
+            model_threshold: None,
+            online_detector: true,
+            online_warmup: default_online_warmup(),
+            online_threshold: default_online_threshold(),
+            baseline_learning_hours: default_baseline_hours(),
+            device_classes: std::collections::BTreeMap::new(),
+            known_ae_titles: Vec::new(),
+            hl7_senders: Vec::new(),
+        }
+    }
+}
+
 /// Accounts, sign-in and sessions.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -490,6 +576,7 @@ impl Config {
             identity: IdentityConfig::default(),
             vault: VaultConfig::default(),
             detect: DetectConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 
@@ -538,7 +625,37 @@ impl Config {
         self.validate_ledger()?;
         self.validate_identity()?;
         self.validate_vault()?;
-        self.validate_detect()
+        self.validate_detect()?;
+        self.validate_network()
+    }
+
+    fn validate_network(&self) -> Result<(), ConfigError> {
+        let network = &self.network;
+        if let Some(url) = &network.mqtt_broker
+            && !url.starts_with("mqtt://")
+        {
+            return Err(invalid("network.mqtt_broker", "must be mqtt://host:port"));
+        }
+        if network.mqtt_broker.is_some() && network.mqtt_topics.is_empty() {
+            return Err(invalid("network.mqtt_topics", "name at least one topic filter when mqtt_broker is set"));
+        }
+        if let Some(t) = network.model_threshold
+            && !(0.0..=1.0).contains(&t)
+        {
+            return Err(invalid("network.model_threshold", "must be between 0 and 1"));
+        }
+        if !(0.0..=1.0).contains(&network.online_threshold) {
+            return Err(invalid("network.online_threshold", "must be between 0 and 1"));
+        }
+        if !(1..=24 * 90).contains(&network.baseline_learning_hours) {
+            return Err(invalid("network.baseline_learning_hours", "must be between 1 and 2160"));
+        }
+        for ip in network.device_classes.keys().chain(network.hl7_senders.iter()) {
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(invalid("network", format!("`{ip}` is not an IP address")));
+            }
+        }
+        Ok(())
     }
 
     fn validate_detect(&self) -> Result<(), ConfigError> {

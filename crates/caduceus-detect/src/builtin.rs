@@ -1,6 +1,6 @@
 //! Rules that ship with Caduceus, for its own events: sign-in attacks on
 //! Caduceus accounts, account takeover signs, denied and emergency record
-//! access. They are Sigma like any other rule (in `rules/` beside this
+//! access, ransomware reported by the file sensor. They are Sigma like any other rule (in `rules/` beside this
 //! crate), loaded before the configured directories, and can be disabled
 //! through the API like any other.
 
@@ -8,10 +8,11 @@ use crate::RuleError;
 use crate::sigma::RuleSet;
 
 /// The built-in rule files: (name, text).
-pub const FILES: [(&str, &str); 3] = [
+pub const FILES: [(&str, &str); 4] = [
     ("builtin:caduceus_identity_bruteforce.yml", include_str!("../rules/caduceus_identity_bruteforce.yml")),
     ("builtin:caduceus_identity_account.yml", include_str!("../rules/caduceus_identity_account.yml")),
     ("builtin:caduceus_vault_access.yml", include_str!("../rules/caduceus_vault_access.yml")),
+    ("builtin:caduceus_file_sensor.yml", include_str!("../rules/caduceus_file_sensor.yml")),
 ];
 
 /// Add the built-in rules to a rule set. A rule that does not load is a
@@ -40,7 +41,35 @@ mod tests {
         let mut rules = RuleSet::new();
         let errors = add_to(&mut rules);
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(rules.rules().count(), 6);
+        assert_eq!(rules.rules().count(), 9);
         assert_eq!(rules.correlations().len(), 4);
+    }
+
+    #[test]
+    fn file_sensor_reports_fire_the_ransomware_rules() {
+        use crate::sigma::{Event, LogSource};
+        let rules = rules();
+        let source = || LogSource {
+            product: Some("caduceus".into()),
+            service: Some("file-sensor".into()),
+            category: Some("file_event".into()),
+        };
+        let titles = |value: serde_json::Value| {
+            let mut out = Vec::new();
+            rules.matches(&Event::from_json(source(), &value), &mut out);
+            let all: Vec<_> = rules.rules().collect();
+            let mut titles: Vec<String> = out.iter().map(|&i| all[i].title.clone()).collect();
+            titles.sort();
+            titles
+        };
+        assert_eq!(
+            titles(serde_json::json!({"verdict": "ransomware", "canary_touched": true, "score": 0.97})),
+            ["Ransomware behaviour on a file share", "Ransomware canary file touched"]
+        );
+        assert_eq!(
+            titles(serde_json::json!({"verdict": "suspicious", "canary_touched": false})),
+            ["Suspicious file activity on a share"]
+        );
+        assert!(titles(serde_json::json!({"verdict": "heartbeat", "canary_touched": false})).is_empty());
     }
 }

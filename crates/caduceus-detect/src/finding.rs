@@ -14,6 +14,12 @@ pub enum FindingKind {
     Correlation,
     /// The record-access analytics scored an access as unexplained.
     Ehr,
+    /// The network stage: a flow model, the online anomaly detector, or a
+    /// healthcare-protocol check (unknown DICOM AE title, unexpected HL7 sender).
+    Network,
+    /// A device broke the baseline it learned (new peer, port, protocol,
+    /// volume or hour).
+    Baseline,
 }
 
 impl FindingKind {
@@ -22,6 +28,8 @@ impl FindingKind {
             Self::Sigma => "sigma",
             Self::Correlation => "correlation",
             Self::Ehr => "ehr",
+            Self::Network => "network",
+            Self::Baseline => "baseline",
         }
     }
 }
