@@ -11,7 +11,14 @@
 //! cargo run --release -p caduceus-bench -- vault --quick      # about a minute
 //! cargo run --release -p caduceus-bench -- detect             # full, about a minute
 //! cargo run --release -p caduceus-bench -- detect --quick     # about 15 seconds
+//! cargo run --release -p caduceus-bench -- ml                 # full, several minutes
+//! cargo run --release -p caduceus-bench -- ml --quick         # a few minutes
 //! ```
+//!
+//! `ml` measures the flow models (ours beside scikit-learn and River on the
+//! same split), their scoring speed and the ransomware sensor against the
+//! targets of issue 7; it prints one JSON object and its module (`ml.rs`)
+//! says how.
 //!
 //! `detect` measures Sigma detection on one core with the whole SigmaHQ
 //! corpus loaded, through our engine and the full pipeline, against the
@@ -68,6 +75,7 @@
 mod detect;
 mod durable;
 mod identity;
+mod ml;
 mod offline;
 mod peer;
 mod proofs;
@@ -129,6 +137,17 @@ enum Command {
         /// Seed of the event mix.
         #[arg(long)]
         seed: Option<u64>,
+    },
+    /// Flow models on UNSW-NB15, CIC-IDS2017 and TON_IoT beside
+    /// scikit-learn's RandomForest and River's HalfSpaceTrees, scoring
+    /// speed, and the ransomware sensor; prints one JSON object.
+    Ml {
+        /// A shortened run: one TON_IoT file, 3 trials, 0.5 s speed points.
+        #[arg(long)]
+        quick: bool,
+        /// Do not make the Python virtualenv nor run the peers.
+        #[arg(long)]
+        skip_peers: bool,
     },
 }
 
@@ -198,6 +217,10 @@ fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", report.table());
             }
+        }
+        Command::Ml { quick, skip_peers } => {
+            let report = ml::run(&ml::Plan::new(quick, skip_peers))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Detect { quick, rules, pool, seed } => {
             let mut plan = detect::Plan::new(quick);

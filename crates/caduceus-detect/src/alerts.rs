@@ -260,7 +260,7 @@ pub struct AlertView {
     pub rule_id: String,
     #[schema(max_length = 256)]
     pub rule_title: String,
-    /// `sigma`, `correlation` or `ehr`.
+    /// `sigma`, `correlation`, `ehr`, `network` or `baseline`.
     #[schema(max_length = 32)]
     pub kind: String,
     pub severity_id: Severity,

@@ -137,6 +137,10 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/detect/rules/{rule_id}/enable", Allowed(ManageDetection)),
     ("POST", "/api/v1/detect/rules/{rule_id}/disable", Allowed(ManageDetection)),
     ("POST", "/api/v1/detect/rules/test", Allowed(ReadAlerts)),
+    // The network stage: its status is read like alerts; a posted capture
+    // becomes flows on the spine, like a sensor's.
+    ("GET", "/api/v1/network/status", Allowed(ReadAlerts)),
+    ("POST", "/api/v1/network/pcap", Allowed(ManageDetection)),
     // Alerts: read by admins, analysts and auditors; triaged by admins and
     // analysts. Suppressing silences detection, so it needs a recent
     // re-authentication; lifting a suppression does not.

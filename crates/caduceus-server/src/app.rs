@@ -31,7 +31,7 @@ use crate::error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 use crate::metrics::{HttpLabels, Metrics};
 use crate::platform::Platform;
 use crate::platform::ServerError;
-use crate::routes::{alerts, auth, detect, events, health, ledger, status, users, witness};
+use crate::routes::{alerts, auth, detect, events, health, ledger, network, status, users, witness};
 use caduceus_identity::service::IdentityService;
 
 /// Shared state of every handler.
@@ -45,6 +45,9 @@ pub struct AppState {
     /// Detection rules and alerts (absent when `detect.enabled` is false,
     /// and in tests that do not need it).
     pub detect: Option<Arc<crate::detect::DetectService>>,
+    /// The network stage (absent when `network.enabled` is false, and in
+    /// tests that do not need it).
+    pub network: Option<Arc<crate::network::NetworkService>>,
     /// `scheme://host[:port]` of the public URL, for CSRF origin checks.
     pub public_origin: String,
 }
@@ -59,8 +62,15 @@ impl AppState {
         } else {
             None
         };
+        let network = platform.config.network.enabled.then(|| crate::network::NetworkService::open(&platform));
         let mut state = Self::with_parts(platform, identity, detect);
         state.vault = Some(vault);
+        if let Some(network) = &network {
+            Arc::get_mut(&mut state.metrics)
+                .map(|metrics| metrics.register_network(network.clone()))
+                .unwrap_or_else(|| tracing::warn!("network metrics not registered"));
+        }
+        state.network = network;
         Ok(state)
     }
 
@@ -79,7 +89,7 @@ impl AppState {
         }
         let public_origin =
             crate::identity::public_url(&platform).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-        Self { platform, metrics: Arc::new(metrics), identity, vault: None, detect, public_origin }
+        Self { platform, metrics: Arc::new(metrics), identity, vault: None, detect, network: None, public_origin }
     }
 }
 
@@ -99,6 +109,7 @@ impl AppState {
         (name = "ledger", description = "The tamper-evident ledger: C2SP checkpoints and tiles (public), proofs (admin)"),
         (name = "witness", description = "C2SP tlog-witness: cosigning partner logs' checkpoints"),
         (name = "identity", description = "Sign-in, sessions, second factors, accounts and API keys"),
+        (name = "network", description = "The network stage: flow model in use, counters, pcap upload"),
         (name = "alerts", description = "Alerts raised by detection: list, triage, suppressions"),
     )
 )]
@@ -257,6 +268,8 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::suppress))
         .routes(routes!(alerts::list_suppressions, alerts::create_suppression))
         .routes(routes!(alerts::delete_suppression))
+        .routes(routes!(network::status))
+        .routes(routes!(network::post_pcap))
         .split_for_parts();
     // C2SP specifies the tile paths (several segments under one prefix),
     // which an OpenAPI path cannot express.

@@ -279,6 +279,10 @@ impl DetectService {
                 caduceus_detect::FindingKind::Sigma => &self.counters.findings_sigma,
                 caduceus_detect::FindingKind::Correlation => &self.counters.findings_correlation,
                 caduceus_detect::FindingKind::Ehr => &self.counters.findings_ehr,
+                // The network stage publishes its own findings.
+                caduceus_detect::FindingKind::Network | caduceus_detect::FindingKind::Baseline => {
+                    &self.counters.findings_sigma
+                }
             };
             counter.fetch_add(1, Ordering::Relaxed);
             let event = match finding.to_event(self.platform.clock.now()) {
@@ -528,6 +532,8 @@ pub fn finding_of(event: &SecurityEvent) -> Option<caduceus_detect::Finding> {
     let kind = match kind.as_str() {
         "sigma" => caduceus_detect::FindingKind::Sigma,
         "correlation" => caduceus_detect::FindingKind::Correlation,
+        "network" => caduceus_detect::FindingKind::Network,
+        "baseline" => caduceus_detect::FindingKind::Baseline,
         _ => caduceus_detect::FindingKind::Ehr,
     };
     Some(caduceus_detect::Finding {

@@ -67,6 +67,10 @@ impl Metrics {
         self.registry.register_collector(Box::new(DetectCollector { service }));
     }
 
+    pub fn register_network(&mut self, service: Arc<crate::network::NetworkService>) {
+        self.registry.register_collector(Box::new(NetworkCollector { service }));
+    }
+
     pub fn observe(&self, labels: HttpLabels, seconds: f64) {
         self.latency.get_or_create(&labels).observe(seconds);
         self.requests.get_or_create(&labels).inc();
@@ -265,6 +269,65 @@ impl Collector for DetectCollector {
                 }
             }
         }
+        Ok(())
+    }
+}
+
+/// Reads the network stage's counters at scrape time.
+#[derive(Debug)]
+struct NetworkCollector {
+    service: Arc<crate::network::NetworkService>,
+}
+
+impl Collector for NetworkCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let c = &self.service.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            &mut encoder,
+            "network_flows_ingested",
+            "Flows published by the network sources",
+            load(&c.flows_ingested),
+        )?;
+        counter(
+            &mut encoder,
+            "network_ids_alerts_ingested",
+            "Suricata alerts forwarded",
+            load(&c.ids_alerts_ingested),
+        )?;
+        counter(
+            &mut encoder,
+            "network_telemetry_ingested",
+            "Device telemetry messages from MQTT",
+            load(&c.telemetry_ingested),
+        )?;
+        counter(&mut encoder, "network_source_errors", "Source lines that could not be read", load(&c.source_errors))?;
+        counter(&mut encoder, "network_flows_judged", "Flows judged by the network stage", load(&c.flows_judged))?;
+        let proto = ConstCounter::new(0u64);
+        let mut findings =
+            encoder.encode_descriptor("network_findings", "Network findings, by judge", None, proto.metric_type())?;
+        for (kind, value) in [
+            ("model", load(&c.findings_model)),
+            ("online", load(&c.findings_online)),
+            ("protocol", load(&c.findings_protocol)),
+            ("baseline", load(&c.findings_baseline)),
+        ] {
+            ConstCounter::new(value).encode(findings.encode_family(&KindLabel { kind })?)?;
+        }
+        counter(&mut encoder, "network_model_loads", "Model files loaded", load(&c.model_loads))?;
+        counter(
+            &mut encoder,
+            "network_model_load_errors",
+            "Model files that failed to load",
+            load(&c.model_load_errors),
+        )?;
+        let busy = ConstCounter::new(load(&c.busy_nanos) as f64 / 1e9);
+        busy.encode(encoder.encode_descriptor(
+            "network_busy_seconds",
+            "Time spent judging flows (throughput = network_flows_judged / network_busy_seconds)",
+            None,
+            busy.metric_type(),
+        )?)?;
         Ok(())
     }
 }

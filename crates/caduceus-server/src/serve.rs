@@ -69,6 +69,14 @@ pub async fn run(
         platform.shutdown().await;
         return Err(e);
     }
+    // The network stage: sources, model watcher, the flow judge.
+    let network = state.network.clone();
+    if let Some(network) = &network
+        && let Err(e) = network.start().await
+    {
+        platform.shutdown().await;
+        return Err(e);
+    }
     let app = app::build(state);
     let handle: Handle<SocketAddr> = Handle::new();
 
@@ -133,6 +141,9 @@ pub async fn run(
     };
     if let Err(e) = platform.record_lifecycle(LifecyclePhase::Stopping).await {
         tracing::warn!(error = %e, "could not record the stop event");
+    }
+    if let Some(network) = &network {
+        network.stop();
     }
     platform.shutdown().await;
     match result {

@@ -45,7 +45,8 @@ enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
-    /// Detection: run Sigma rules over files, evaluate the record-access analytics.
+    /// Detection: run Sigma rules over files, evaluate the record-access
+    /// analytics, train and evaluate flow models.
     Detect {
         #[command(subcommand)]
         command: DetectCommand,
@@ -54,6 +55,16 @@ enum Command {
     Simulate {
         #[command(subcommand)]
         command: SimulateCommand,
+    },
+    /// Sensors that run on a host and report to a Caduceus server.
+    Sensor {
+        #[command(subcommand)]
+        command: SensorCommand,
+    },
+    /// Network inputs read offline: Zeek, Suricata EVE, pcap, flow CSV.
+    Network {
+        #[command(subcommand)]
+        command: NetworkCommand,
     },
     /// Print the version.
     Version,
@@ -76,17 +87,128 @@ enum DetectCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Replay a labelled record-access log through the detection pipeline and
-    /// print precision, recall, false alerts per 1,000 accesses and ROC AUC.
+    /// Evaluate a flow model on a labelled dataset (`--model M --dataset FILE`),
+    /// or replay a labelled record-access log through the detection pipeline
+    /// (`--input DIR`). Prints precision, recall, F1, ROC AUC and the
+    /// confusion matrix.
     Evaluate {
-        /// The log directory (format: docs/design/ehr-access-log.md).
-        #[arg(long)]
-        input: PathBuf,
-        /// Anomaly score at or above which an access raises an alert (default 0.5).
+        /// The record-access log directory (format: docs/design/ehr-access-log.md).
+        #[arg(long, conflicts_with_all = ["model", "dataset"], required_unless_present = "model")]
+        input: Option<PathBuf>,
+        /// A model written by `detect train`, or an ONNX file.
+        #[arg(long, requires = "dataset")]
+        model: Option<PathBuf>,
+        /// A labelled CSV (or a directory of CSVs with one header). The model's
+        /// own training file is scored on its test split only.
+        #[arg(long, requires = "model")]
+        dataset: Option<PathBuf>,
+        #[command(flatten)]
+        columns: DatasetColumns,
+        /// Score at or above which a row (or access) counts as an attack
+        /// (default: the model's threshold; 0.5 for record accesses).
         #[arg(long)]
         threshold: Option<f64>,
         #[arg(long)]
         json: bool,
+    },
+    /// Train a flow model on the training split of a labelled dataset (the
+    /// test split is never seen) and write it as a versioned model file.
+    Train {
+        /// A labelled CSV, or a directory of CSVs with one header. UNSW-NB15,
+        /// CIC-IDS2017 and TON_IoT layouts are recognised from the header.
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Where to write the model.
+        #[arg(long)]
+        model: PathBuf,
+        /// `gbt` (supervised gradient-boosted trees) or `online` (the
+        /// unsupervised detector; labels are not used to fit it).
+        #[arg(long, default_value = "gbt")]
+        kind: String,
+        #[command(flatten)]
+        columns: DatasetColumns,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How to read a labelled CSV that is not in a known layout.
+#[derive(Debug, clap::Args)]
+struct DatasetColumns {
+    /// The label column (default: recognised from the layout, else `label`).
+    #[arg(long)]
+    label_column: Option<String>,
+    /// Label values that mean normal traffic, repeatable (default `0`,
+    /// `normal`, `BENIGN`); any other value is an attack.
+    #[arg(long = "normal-value")]
+    normal_values: Vec<String>,
+    /// Columns that must not be learned (identifiers, addresses,
+    /// timestamps), comma-separated or repeated.
+    #[arg(long = "drop-columns", value_delimiter = ',')]
+    drop_columns: Vec<String>,
+}
+
+impl DatasetColumns {
+    fn into_args(self) -> caduceus_server::commands::network::ColumnArgs {
+        caduceus_server::commands::network::ColumnArgs {
+            label_column: self.label_column,
+            normal_values: self.normal_values,
+            drop_columns: self.drop_columns,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum SensorCommand {
+    /// Watch directories for ransomware (canaries, entropy, file types,
+    /// rename bursts), report to a server and run the configured response.
+    Files {
+        /// A directory tree to watch (repeatable).
+        #[arg(long = "watch", required = true)]
+        watch: Vec<PathBuf>,
+        /// The Caduceus server to report to, e.g. https://caduceus.example:8443.
+        #[arg(long, requires = "token_file")]
+        server: Option<String>,
+        /// A file holding the API token used to report.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Accept the server's self-signed certificate (a test install only).
+        #[arg(long)]
+        insecure: bool,
+        /// Place canary files in each watched directory.
+        #[arg(long)]
+        canaries: bool,
+        /// What to do on a ransomware verdict: `none`, `kill` (the writing
+        /// process, where the kernel names it), or `command:PROGRAM` (run with
+        /// the report as JSON on stdin, e.g. to isolate the share).
+        #[arg(long, default_value = "none")]
+        response: String,
+        /// Stop after the first ransomware verdict (for tests and drills).
+        #[arg(long)]
+        exit_on_alert: bool,
+        /// Print each report as one JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NetworkCommand {
+    /// Read flows from a file and print them as spine events (NDJSON), ready
+    /// for `detect test-rules --events`.
+    Flows {
+        /// `zeek` (conn.log, TSV or JSON), `eve` (Suricata), `pcap` (pcap or
+        /// pcapng) or `csv` (UNSW-NB15 / CIC-IDS2017 layout).
+        #[arg(long)]
+        format: String,
+        #[arg(long)]
+        input: PathBuf,
+        /// Score each flow with this model and add `score` to the output.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Print at most this many flows.
+        #[arg(long)]
+        limit: Option<usize>,
     },
 }
 
@@ -115,6 +237,28 @@ enum SimulateCommand {
         /// volume_spike, break_glass_abuse.
         #[arg(long = "kind")]
         kinds: Vec<String>,
+    },
+    /// Encrypt a generated corpus of documents the way ransomware does (or
+    /// run a benign heavy workload) in a directory, for measuring the file
+    /// sensor. It only touches a corpus it created (a marker file guards it).
+    Ransomware {
+        /// The directory: a corpus is created in it when absent.
+        #[arg(long)]
+        dir: PathBuf,
+        /// `in-place`, `copy-delete`, `rename`, `partial` or `slow`.
+        #[arg(long, default_value = "in-place", conflicts_with = "benign")]
+        style: String,
+        /// Run a benign workload instead: `zip`, `git`, `backup` or `compile`.
+        #[arg(long)]
+        benign: Option<String>,
+        /// Documents in the corpus.
+        #[arg(long, default_value_t = 200)]
+        files: usize,
+        /// Seconds between files for the `slow` style.
+        #[arg(long)]
+        interval_secs: Option<f64>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -300,6 +444,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger { command } => run_ledger(command).await?,
         Command::Vault { command } => run_vault(command).await?,
         Command::Detect { command } => run_detect(command)?,
+        Command::Sensor {
+            command:
+                SensorCommand::Files { watch, server, token_file, insecure, canaries, response, exit_on_alert, json },
+        } => {
+            commands::network::sensor_files(commands::network::SensorArgs {
+                watch,
+                server,
+                token_file,
+                insecure,
+                canaries,
+                response,
+                exit_on_alert,
+                json,
+            })
+            .await?
+        }
+        Command::Network { command: NetworkCommand::Flows { format, input, model, limit } } => {
+            commands::network::flows(&format, &input, model.as_deref(), limit)?
+        }
+        Command::Simulate {
+            command: SimulateCommand::Ransomware { dir, style, benign, files, interval_secs, seed },
+        } => commands::network::simulate_ransomware(&commands::network::RansomwareArgs {
+            dir,
+            style,
+            benign,
+            files,
+            interval_secs,
+            seed,
+        })?,
         Command::Simulate {
             command: SimulateCommand::EhrAccess { seed, out, days, staff, patients, snoop_rate, kinds },
         } => commands::detect::simulate_ehr_access(&commands::detect::SimulateArgs {
@@ -326,7 +499,18 @@ fn run_detect(command: DetectCommand) -> anyhow::Result<()> {
                 eprintln!("no rule fired");
             }
         }
-        DetectCommand::Evaluate { input, threshold, json } => detect::evaluate(&input, threshold, json)?,
+        DetectCommand::Evaluate { input: Some(input), threshold, json, .. } => {
+            detect::evaluate(&input, threshold, json)?
+        }
+        DetectCommand::Evaluate { model: Some(model), dataset: Some(dataset), columns, threshold, json, .. } => {
+            caduceus_server::commands::network::evaluate(&model, &dataset, &columns.into_args(), threshold, json)?
+        }
+        DetectCommand::Evaluate { .. } => {
+            anyhow::bail!("give --input DIR (record-access log) or --model M --dataset FILE (flow model)")
+        }
+        DetectCommand::Train { dataset, model, kind, columns, json } => {
+            caduceus_server::commands::network::train(&dataset, &model, &kind, &columns.into_args(), json)?
+        }
     }
     Ok(())
 }

@@ -17,6 +17,8 @@ use serde_json::Value;
 mod detect;
 #[path = "cli/ledger.rs"]
 mod ledger;
+#[path = "cli/network.rs"]
+mod network;
 /// Scanning stored bytes, shared with the server's `vault_at_rest` test.
 #[path = "../../caduceus-server/tests/support/scan.rs"]
 mod scan;

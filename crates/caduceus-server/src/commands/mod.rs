@@ -14,6 +14,7 @@ use crate::{auth, demo, telemetry};
 
 pub mod detect;
 pub mod ledger;
+pub mod network;
 pub mod vault;
 
 /// `caduceus serve --config FILE`

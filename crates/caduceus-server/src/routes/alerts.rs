@@ -63,6 +63,8 @@ pub enum AlertKind {
     Sigma,
     Correlation,
     Ehr,
+    Network,
+    Baseline,
 }
 
 impl AlertKind {
@@ -71,6 +73,8 @@ impl AlertKind {
             Self::Sigma => "sigma",
             Self::Correlation => "correlation",
             Self::Ehr => "ehr",
+            Self::Network => "network",
+            Self::Baseline => "baseline",
         }
     }
 }

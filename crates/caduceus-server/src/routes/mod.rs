@@ -8,6 +8,7 @@ pub mod events;
 pub mod fhir;
 pub mod health;
 pub mod ledger;
+pub mod network;
 pub mod status;
 pub mod users;
 pub mod witness;

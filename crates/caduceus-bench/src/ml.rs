@@ -1,0 +1,406 @@
+//! `caduceus-bench ml`: the flow models and the ransomware sensor against
+//! the targets of issue 7, with the peers measured in the same run.
+//!
+//! Detection quality, per data set (UNSW-NB15, the CIC-IDS2017 sample, each
+//! TON_IoT device file): the rows are split once by `caduceus_ml::split`
+//! (stratified by label, seed 42, 30 % test), the split is written to a file
+//! and both sides read it, so every model learns from the same training
+//! rows and is scored on the same test rows; fitting never sees a test row.
+//! - ours: `gbt` (supervised) and `online` (unsupervised; labels unused),
+//!   trained with `caduceus_ml::train` and scored with `caduceus_ml::evaluate`
+//!   on the test split;
+//! - peers, in a virtualenv the bench makes (`/var/tmp/caduceus-bench-venv`,
+//!   pinned below): scikit-learn `RandomForestClassifier(n_estimators=100)`
+//!   and River `HalfSpaceTrees` after `MinMaxScaler`
+//!   (`crates/caduceus-ml/python/peers.py` says exactly how).
+//!
+//! Cross-network: the UNSW-NB15 and CIC-IDS2017 rows are both read as flows
+//! (`caduceus_net::flowcsv`), reduced to the features both describe, and a
+//! model trained on one is scored on all rows of the other — reported as it
+//! comes out, however poor.
+//!
+//! Speed: rows scored per second on one core for each model, one row at a
+//! time as the server scores flows (`gbt`, `online`, and an ONNX export of
+//! the scikit-learn forest through tract).
+//!
+//! Ransomware: `caduceus_sensor::measure_style_trials` per encryption style
+//! (files lost before the alert stops the simulator: median and worst),
+//! with and without canaries, and every benign workload (false alarms).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use caduceus_ml::{Dataset, LoadOptions, Model, ModelKind, TrainOptions};
+use serde_json::{Value, json};
+
+use crate::util::{progress, round, scratch_dir};
+
+/// The peers' virtualenv and its pins.
+const VENV: &str = "/var/tmp/caduceus-bench-venv";
+const PIP_PINS: &[&str] =
+    &["numpy==1.26.4", "pandas==2.2.3", "scikit-learn==1.5.2", "river==0.21.2", "onnx==1.17.0", "skl2onnx==1.17.0"];
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub quick: bool,
+    pub trials: usize,
+    pub skip_peers: bool,
+}
+
+impl Plan {
+    pub fn new(quick: bool, skip_peers: bool) -> Self {
+        Self { quick, trials: if quick { 3 } else { 7 }, skip_peers }
+    }
+}
+
+fn shared(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel)
+}
+
+/// The data sets: (name, path).
+fn datasets(quick: bool) -> Vec<(String, PathBuf)> {
+    let mut out = vec![
+        ("unsw-nb15".to_owned(), shared("unsw-nb15/UNSW_NB15_training-set.csv")),
+        (
+            "cic-ids2017-improved-sample".to_owned(),
+            shared("cic-ids2017-improved-sample/nids-daten/sampled_CICIDS2017_improved_rnd_5000"),
+        ),
+    ];
+    let devices: &[&str] = if quick {
+        &["Fridge"]
+    } else {
+        &["Fridge", "GPS_Tracker", "Garage_Door", "Modbus", "Motion_Light", "Thermostat"]
+    };
+    for device in devices {
+        out.push((
+            format!("ton-iot/{}", device.to_lowercase()),
+            shared(&format!("ton-iot/train_test_iot/Train_Test_IoT_{device}.csv")),
+        ));
+    }
+    out
+}
+
+/// Make the peers' virtualenv unless it is there with every pin.
+fn ensure_venv() -> anyhow::Result<PathBuf> {
+    let python = Path::new(VENV).join("bin/python");
+    let check = "import sklearn, river, skl2onnx, onnx, pandas, numpy; assert sklearn.__version__ == '1.5.2'";
+    let ready = Command::new(&python).args(["-c", check]).output().map(|o| o.status.success()).unwrap_or(false);
+    if !ready {
+        progress(format!("making the peers' virtualenv in {VENV}"));
+        let status = Command::new("python3").args(["-m", "venv", VENV]).status()?;
+        if !status.success() {
+            bail!("python3 -m venv {VENV} failed");
+        }
+        let status =
+            Command::new(Path::new(VENV).join("bin/pip")).args(["install", "--quiet"]).args(PIP_PINS).status()?;
+        if !status.success() {
+            bail!("pip install into {VENV} failed");
+        }
+    }
+    Ok(python)
+}
+
+fn peers_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../caduceus-ml/python/peers.py")
+}
+
+/// Run one peer on a split; its JSON report.
+fn peer(python: &Path, dataset: &Path, split: &Path, model: &str) -> anyhow::Result<Value> {
+    let output = Command::new(python)
+        .arg(peers_script())
+        .arg("--dataset")
+        .arg(dataset)
+        .arg("--split-file")
+        .arg(split)
+        .args(["--model", model, "--jobs", "1"])
+        .output()
+        .context("running peers.py")?;
+    if !output.status.success() {
+        bail!("peers.py --model {model} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("peers.py printed no JSON: {text}"))
+}
+
+fn metrics(report: &caduceus_ml::Report) -> Value {
+    let v = serde_json::to_value(report).unwrap_or(Value::Null);
+    let pick = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "precision": pick("precision"),
+        "recall": pick("recall"),
+        "f1": pick("f1"),
+        "roc_auc": pick("roc_auc"),
+        "confusion_matrix": pick("confusion_matrix"),
+        "rows": pick("rows"),
+        "split": pick("split"),
+    })
+}
+
+fn peer_metrics(v: &Value) -> Value {
+    let pick = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
+    json!({
+        "precision": pick("precision"),
+        "recall": pick("recall"),
+        "f1": pick("f1"),
+        "roc_auc": pick("roc_auc"),
+        "confusion_matrix": pick("confusion_matrix"),
+        "rows": pick("rows"),
+        "train_seconds": pick("train_seconds"),
+    })
+}
+
+fn num(v: &Value, k: &str) -> Option<f64> {
+    v.get(k).and_then(Value::as_f64)
+}
+
+/// Rows scored per second on this thread, one row at a time, for at least
+/// `at_least`.
+fn rate(rows: &[&[f32]], at_least: Duration, mut score: impl FnMut(&[f32]) -> f32) -> f64 {
+    let mut n = 0u64;
+    let mut sink = 0f32;
+    let started = Instant::now();
+    while started.elapsed() < at_least {
+        for row in rows {
+            sink += score(row);
+        }
+        n += rows.len() as u64;
+    }
+    std::hint::black_box(sink);
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Quality and speed on one data set.
+fn one_dataset(plan: &Plan, python: Option<&Path>, name: &str, path: &Path, scratch: &Path) -> anyhow::Result<Value> {
+    progress(format!("{name}: loading"));
+    let opts = LoadOptions::default();
+    let ds = Dataset::load(path, &opts).with_context(|| format!("loading {}", path.display()))?;
+    let split_file = scratch.join(format!("{}.split.json", name.replace('/', "_")));
+    let train_opts = TrainOptions::default();
+    caduceus_ml::split::write_split_file(&split_file, &ds, &train_opts.split, &opts.normal_values)?;
+    let mut out = json!({
+        "rows": ds.rows(),
+        "features": ds.dims(),
+        "attacks": ds.attacks(),
+    });
+    let mut speed = serde_json::Map::new();
+    let test_rows: Vec<usize> = caduceus_ml::split::indices(&ds.labels, &train_opts.split).test;
+    let rows: Vec<&[f32]> = test_rows.iter().filter_map(|&i| ds.row(i)).take(20_000).collect();
+    let point = if plan.quick { Duration::from_millis(500) } else { Duration::from_secs(2) };
+    for kind in [ModelKind::Gbt, ModelKind::Online] {
+        progress(format!("{name}: training {}", kind.as_str()));
+        let started = Instant::now();
+        let (model, _) = caduceus_ml::train(&ds, kind, &train_opts)?;
+        let train_seconds = started.elapsed().as_secs_f64();
+        let report = caduceus_ml::evaluate(&model, &ds)?;
+        let mut m = metrics(&report);
+        m["train_seconds"] = json!(round(train_seconds, 2));
+        out[kind.as_str()] = m;
+        speed.insert(kind.as_str().to_owned(), json!(round(rate(&rows, point, |r| model.score_row(r)), 0)));
+    }
+    if let Some(python) = python {
+        for (key, model) in [("sklearn_random_forest", "rf"), ("river_half_space_trees", "river-hst")] {
+            progress(format!("{name}: peer {model}"));
+            match peer(python, path, &split_file, model) {
+                Ok(v) => out[key] = peer_metrics(&v),
+                Err(e) => out[key] = json!({ "error": e.to_string() }),
+            }
+        }
+        let gbt_f1 = num(&out["gbt"], "f1");
+        let rf_f1 = num(&out["sklearn_random_forest"], "f1");
+        let online_auc = num(&out["online"], "roc_auc");
+        let hst_auc = num(&out["river_half_space_trees"], "roc_auc");
+        out["targets"] = json!({
+            "gbt_f1_at_least_random_forest": gbt_f1.zip(rf_f1).map(|(a, b)| a >= b),
+            "online_auc_at_least_half_space_trees": online_auc.zip(hst_auc).map(|(a, b)| a >= b),
+        });
+    }
+    out["scored_rows_per_s_one_core"] = Value::Object(speed);
+    Ok(out)
+}
+
+/// The features UNSW-NB15 and CIC-IDS2017 rows both describe, by their
+/// UNSW names (`caduceus_net::Flow::feature` answers them for either).
+const COMMON: [&str; 10] = ["dur", "spkts", "dpkts", "sbytes", "dbytes", "smean", "dmean", "rate", "sload", "dload"];
+
+/// A data set's rows as flows, reduced to the common features, written as
+/// CSV with a `label` column.
+fn common_csv(path: &Path, out: &Path) -> anyhow::Result<usize> {
+    use std::io::Write;
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![path.to_owned()]
+    };
+    let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
+    writeln!(w, "{},label", COMMON.join(","))?;
+    let mut n = 0;
+    for file in files {
+        let reader = std::io::BufReader::new(std::fs::File::open(&file)?);
+        for row in caduceus_net::flowcsv::FlowCsvReader::new(reader) {
+            let Ok(row) = row else { continue };
+            let Some(label) = row.label.as_deref() else { continue };
+            let attack = !matches!(label.trim().to_ascii_lowercase().as_str(), "0" | "normal" | "benign");
+            let cells: Vec<String> = COMMON
+                .iter()
+                .map(|name| match row.flow.feature(name) {
+                    Some(caduceus_net::NetFeature::Num(v)) if v.is_finite() => v.to_string(),
+                    _ => String::new(),
+                })
+                .collect();
+            writeln!(w, "{},{}", cells.join(","), u8::from(attack))?;
+            n += 1;
+        }
+    }
+    w.flush()?;
+    Ok(n)
+}
+
+/// Train on one network's flows, score all of the other's.
+fn cross_network(scratch: &Path) -> anyhow::Result<Value> {
+    let unsw = scratch.join("unsw-common.csv");
+    let cic = scratch.join("cic-common.csv");
+    let n_unsw = common_csv(&shared("unsw-nb15/UNSW_NB15_training-set.csv"), &unsw)?;
+    let n_cic =
+        common_csv(&shared("cic-ids2017-improved-sample/nids-daten/sampled_CICIDS2017_improved_rnd_5000"), &cic)?;
+    let opts = LoadOptions { label_column: Some("label".into()), ..LoadOptions::default() };
+    let a = Dataset::load(&unsw, &opts)?;
+    let b = Dataset::load(&cic, &opts)?;
+    let mut out = json!({ "features": COMMON, "unsw_rows": n_unsw, "cic_rows": n_cic });
+    for (key, train, test) in [("unsw_to_cic", &a, &b), ("cic_to_unsw", &b, &a)] {
+        let (model, _) = caduceus_ml::train(train, ModelKind::Gbt, &TrainOptions::default())?;
+        let own = caduceus_ml::evaluate(&model, train)?;
+        let other = caduceus_ml::evaluate(&model, test)?;
+        out[key] = json!({ "own_test_split": metrics(&own), "other_network_all_rows": metrics(&other) });
+    }
+    Ok(out)
+}
+
+/// An ONNX export of a scikit-learn forest, scored through tract.
+fn onnx_speed(python: &Path, scratch: &Path, quick: bool) -> anyhow::Result<Value> {
+    let model_path = scratch.join("rf.onnx");
+    let script = r#"
+import sys, numpy as np, pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from skl2onnx import to_onnx
+df = pd.read_csv(sys.argv[1], encoding="utf-8-sig")
+y = (df["label"] != 0).astype(int).values
+X = df.drop(columns=["id", "label", "attack_cat", "proto", "service", "state"]).astype(np.float32).values
+m = RandomForestClassifier(n_estimators=100, max_depth=12, random_state=0, n_jobs=1).fit(X, y)
+onx = to_onnx(m, X[:1], options={id(m): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+open(sys.argv[2], "wb").write(onx.SerializeToString())
+"#;
+    let status = Command::new(python)
+        .args(["-c", script])
+        .arg(shared("unsw-nb15/UNSW_NB15_training-set.csv"))
+        .arg(&model_path)
+        .status()?;
+    if !status.success() {
+        bail!("exporting the forest to ONNX failed");
+    }
+    let model = Model::load(&model_path)?;
+    let dims = model.dims();
+    let ds = Dataset::load(
+        &shared("unsw-nb15/UNSW_NB15_training-set.csv"),
+        &LoadOptions {
+            drop_columns: Some(["id", "attack_cat", "proto", "service", "state"].map(String::from).to_vec()),
+            ..LoadOptions::default()
+        },
+    )?;
+    let rows: Vec<&[f32]> = (0..ds.rows()).filter_map(|i| ds.row(i)).filter(|r| r.len() == dims).take(5000).collect();
+    let point = if quick { Duration::from_millis(500) } else { Duration::from_secs(2) };
+    let one_at_a_time = rate(&rows, point, |r| model.score_row(r));
+    // Batched, as a data scientist's model is best run.
+    let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
+    let started = Instant::now();
+    let mut n = 0usize;
+    while started.elapsed() < point {
+        n += model.score_batch(&flat)?.len();
+    }
+    let batched = n as f64 / started.elapsed().as_secs_f64();
+    Ok(json!({
+        "model": "scikit-learn RandomForestClassifier(100 trees, depth 12) via skl2onnx, run by tract",
+        "rows_per_s_one_at_a_time": round(one_at_a_time, 0),
+        "rows_per_s_batched_5000": round(batched, 0),
+    }))
+}
+
+fn ransomware(plan: &Plan) -> anyhow::Result<Value> {
+    use caduceus_sensor::{BenignWorkload, MeasureOptions, Style};
+    let mut styles = serde_json::Map::new();
+    for canaries in [false, true] {
+        let mut per = serde_json::Map::new();
+        for style in [Style::InPlace, Style::CopyDelete, Style::Rename, Style::Partial, Style::Slow] {
+            progress(format!("ransomware: {} (canaries {canaries})", style.as_str()));
+            let opts = MeasureOptions { canaries, ..MeasureOptions::default() };
+            let s = caduceus_sensor::measure_style_trials(style, &opts, plan.trials)?;
+            per.insert(
+                style.as_str().to_owned(),
+                json!({
+                    "trials": s.trials,
+                    "detected": s.detected,
+                    "median_files_lost": s.median_files_lost,
+                    "worst_files_lost": s.worst_files_lost,
+                    "median_detection_ms": s.median_detection_ms,
+                    "files_per_corpus": opts.corpus_files,
+                }),
+            );
+        }
+        styles.insert(if canaries { "with_canaries" } else { "without_canaries" }.to_owned(), Value::Object(per));
+    }
+    let mut benign = serde_json::Map::new();
+    for canaries in [false, true] {
+        for workload in [BenignWorkload::Zip, BenignWorkload::Git, BenignWorkload::Backup, BenignWorkload::Compile] {
+            progress(format!("benign: {} (canaries {canaries})", workload.as_str()));
+            let opts = MeasureOptions { canaries, ..MeasureOptions::default() };
+            let b = caduceus_sensor::measure_benign(workload, &opts)?;
+            benign.insert(
+                format!("{}{}", workload.as_str(), if canaries { "+canaries" } else { "" }),
+                json!({ "false_alarm": b.false_alarm, "suspicious_reports": b.suspicious, "reasons": b.reasons }),
+            );
+        }
+    }
+    Ok(json!({ "styles": styles, "benign": benign }))
+}
+
+pub fn run(plan: &Plan) -> anyhow::Result<Value> {
+    let scratch = scratch_dir("ml")?;
+    let python = if plan.skip_peers { None } else { Some(ensure_venv()?) };
+    let mut quality = serde_json::Map::new();
+    for (name, path) in datasets(plan.quick) {
+        let v = one_dataset(plan, python.as_deref(), &name, &path, scratch.path())?;
+        quality.insert(name, v);
+    }
+    progress("cross-network");
+    let cross = cross_network(scratch.path()).unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    let onnx = match &python {
+        Some(python) => {
+            onnx_speed(python, scratch.path(), plan.quick).unwrap_or_else(|e| json!({ "error": e.to_string() }))
+        }
+        None => Value::Null,
+    };
+    let ransomware = ransomware(plan)?;
+    Ok(json!({
+        "quick": plan.quick,
+        "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) },
+        "split": "stratified by label, seed 42, 30 % test (caduceus_ml::split); peers read the same split file",
+        "peers_pip": PIP_PINS,
+        "datasets": quality,
+        "cross_network": cross,
+        "onnx": onnx,
+        "targets": {
+            "gbt_rows_per_s": 1_000_000,
+            "online_rows_per_s": 200_000,
+            "ransomware_median_files_lost": 5,
+        },
+        "ransomware": ransomware,
+    }))
+}

@@ -1,0 +1,779 @@
+//! The network stage: flow sources that feed the spine, and one durable
+//! consumer that judges every flow.
+//!
+//! Sources (each bounded, each a producer on the spine):
+//! - Zeek `conn.log` (TSV or JSON) and Suricata `eve.json` files, followed
+//!   like `tail -F`: new complete lines every second, rotation and
+//!   truncation noticed, the read offset kept in `data_dir/network/` so a
+//!   restart neither loses nor repeats lines. Suricata's own alerts are
+//!   forwarded as log records for the Sigma rules.
+//! - Device telemetry from an MQTT broker.
+//! - pcap files posted to `POST /api/v1/network/pcap`, assembled into flows.
+//!
+//! Every flow is a `LogRecord` (category `network_connection`) on the spine,
+//! so the Sigma rules see it too. The `network` consumer reads them back and
+//! raises Detection Findings from four judges:
+//! - the flow model (`network.model`, reloaded when the file changes),
+//! - the online anomaly detector, which learns the live traffic with
+//!   Kitsune-style damped statistics per host and channel,
+//! - healthcare-protocol checks (DICOM AE titles, HL7 senders),
+//! - per-device baselines (new peer, port, protocol, volume, hour).
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use caduceus_core::event::Payload;
+use caduceus_core::{Actor, Severity, Timestamp};
+use caduceus_detect::{Finding, FindingKind};
+use caduceus_ml::{FeatureValue, Model};
+use caduceus_net::baseline::{BaselineParams, Baselines};
+use caduceus_net::{Flow, NetFeature};
+use caduceus_spine::{SpineError, Subscription};
+use serde::{Deserialize, Serialize};
+
+use crate::platform::{Platform, ServerError};
+
+/// The consumer that judges flows.
+pub const NETWORK_CONSUMER: &str = "network";
+/// Longest line read from a followed log; longer lines are skipped.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+/// Most bytes read from a followed log in one pass.
+const MAX_READ_BYTES: usize = 4 * 1024 * 1024;
+/// How often followed logs and the model file are looked at.
+const POLL: Duration = Duration::from_secs(1);
+/// Most flows the stage takes from the spine at once.
+const BATCH: usize = 512;
+
+/// Counters for `/metrics` and the status endpoint.
+#[derive(Debug, Default)]
+pub struct NetworkCounters {
+    /// Flows published by the sources.
+    pub flows_ingested: AtomicU64,
+    /// Suricata alerts forwarded.
+    pub ids_alerts_ingested: AtomicU64,
+    /// Telemetry messages from MQTT.
+    pub telemetry_ingested: AtomicU64,
+    /// Lines a source could not read.
+    pub source_errors: AtomicU64,
+    /// Flows judged by the consumer.
+    pub flows_judged: AtomicU64,
+    pub findings_model: AtomicU64,
+    pub findings_online: AtomicU64,
+    pub findings_protocol: AtomicU64,
+    pub findings_baseline: AtomicU64,
+    /// Model files loaded (the first and every reload).
+    pub model_loads: AtomicU64,
+    /// Model files that failed to load (the previous model stays).
+    pub model_load_errors: AtomicU64,
+    /// Nanoseconds spent judging flows.
+    pub busy_nanos: AtomicU64,
+}
+
+/// The loaded model and where it came from.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub model: Model,
+    pub path: PathBuf,
+    pub modified: Option<std::time::SystemTime>,
+    pub threshold: f32,
+}
+
+/// Everything the network stage shares between its tasks.
+pub struct NetworkService {
+    platform: Arc<Platform>,
+    pub counters: NetworkCounters,
+    model: RwLock<Option<Arc<LoadedModel>>>,
+    model_generation: AtomicU64,
+    state_dir: PathBuf,
+    /// Set at shutdown: the sources and the model watcher stop.
+    closing: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for NetworkService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NetworkService")
+    }
+}
+
+impl NetworkService {
+    /// Prepare the stage and load the model, if one is configured. A model
+    /// that does not load is reported and the stage runs without it.
+    pub fn open(platform: &Arc<Platform>) -> Arc<Self> {
+        let service = Arc::new(Self {
+            platform: platform.clone(),
+            counters: NetworkCounters::default(),
+            model: RwLock::new(None),
+            model_generation: AtomicU64::new(0),
+            state_dir: platform.config.data_dir.join("network"),
+            closing: std::sync::atomic::AtomicBool::new(false),
+        });
+        service.reload_model_if_changed();
+        service
+    }
+
+    /// Stop the sources and the model watcher (the consumer stops when the
+    /// spine closes).
+    pub fn stop(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// The model in use, if any.
+    pub fn model(&self) -> Option<Arc<LoadedModel>> {
+        self.model.read().ok().and_then(|m| m.clone())
+    }
+
+    /// Load the configured model when its file is new or changed. Returns
+    /// whether a new model is in use.
+    pub fn reload_model_if_changed(&self) -> bool {
+        let Some(path) = self.platform.config.network.model.clone() else {
+            return false;
+        };
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        if let Some(current) = self.model()
+            && current.modified == modified
+        {
+            return false;
+        }
+        match Model::load(&path) {
+            Ok(model) => {
+                let threshold =
+                    self.platform.config.network.model_threshold.map(|t| t as f32).unwrap_or_else(|| model.threshold());
+                tracing::info!(model = %path.display(), kind = ?model.kind(), features = model.feature_names().len(), "network: model loaded");
+                if let Ok(mut slot) = self.model.write() {
+                    *slot = Some(Arc::new(LoadedModel { model, path, modified, threshold }));
+                }
+                self.counters.model_loads.fetch_add(1, Ordering::Relaxed);
+                self.model_generation.fetch_add(1, Ordering::SeqCst);
+                true
+            }
+            Err(e) => {
+                // Remember the bad file's time so that it is not retried
+                // every second; a new write is tried again.
+                if self.model().is_none_or(|m| m.modified != modified) {
+                    tracing::error!(model = %path.display(), error = %e, "network: model not loaded; keeping the previous one");
+                    self.counters.model_load_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(current) = self.model()
+                    && let Ok(mut slot) = self.model.write()
+                {
+                    *slot = Some(Arc::new(LoadedModel {
+                        model: current.model.clone(),
+                        path: current.path.clone(),
+                        modified,
+                        threshold: current.threshold,
+                    }));
+                }
+                false
+            }
+        }
+    }
+
+    /// Start the sources, the model watcher and the consumer.
+    pub async fn start(self: &Arc<Self>) -> Result<(), ServerError> {
+        std::fs::create_dir_all(&self.state_dir)
+            .map_err(|e| ServerError::Io(format!("cannot create {}: {e}", self.state_dir.display())))?;
+        let config = &self.platform.config.network;
+        for path in &config.zeek_logs {
+            tokio::spawn(self.clone().follow(path.clone(), SourceFormat::Zeek));
+        }
+        for path in &config.eve_logs {
+            tokio::spawn(self.clone().follow(path.clone(), SourceFormat::Eve));
+        }
+        if let Some(broker) = &config.mqtt_broker {
+            self.clone().start_mqtt(broker.clone(), config.mqtt_topics.clone());
+        }
+        if config.model.is_some() {
+            let service = self.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(POLL);
+                loop {
+                    tick.tick().await;
+                    let s = service.clone();
+                    let _ = tokio::task::spawn_blocking(move || s.reload_model_if_changed()).await;
+                    if service.closing.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            });
+        }
+        let subscription = self.platform.spine.subscribe(NETWORK_CONSUMER).await?;
+        tokio::spawn(self.clone().run(subscription));
+        Ok(())
+    }
+
+    /// Publish one source record on the spine, waiting while it is full.
+    /// Returns false once the spine is closed.
+    async fn publish(&self, payload: Payload, message: &str) -> bool {
+        let event = match self.platform.event(Severity::Informational, Actor::system(), None, message, payload) {
+            Ok(event) => event,
+            Err(e) => {
+                self.counters.source_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "network: record not representable as an event");
+                return true;
+            }
+        };
+        loop {
+            match self.platform.spine.try_publish(event.clone()).await {
+                Ok(_) => return true,
+                Err(SpineError::Full { .. }) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(SpineError::Closed) => return false,
+                Err(e) => {
+                    tracing::error!(error = %e, "network: publishing failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+
+    /// Publish flows (from a source or a posted pcap). Returns how many were
+    /// published before the spine closed.
+    pub async fn publish_flows(&self, product: &str, flows: &[Flow]) -> usize {
+        let mut n = 0;
+        for flow in flows {
+            if !self.publish(flow.to_payload(product), "network flow").await {
+                break;
+            }
+            n += 1;
+            self.counters.flows_ingested.fetch_add(1, Ordering::Relaxed);
+        }
+        n
+    }
+}
+
+// ---------------------------------------------------------------- sources
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SourceFormat {
+    Zeek,
+    Eve,
+}
+
+/// Where a followed log was read up to, kept across restarts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct FollowState {
+    /// The file's inode when it was read; another inode means rotation.
+    inode: u64,
+    offset: u64,
+    /// Zeek TSV header lines (`#fields`, `#types`, ...) seen at the start of
+    /// the file: needed to read the lines after them.
+    headers: Vec<String>,
+}
+
+fn inode_of(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.ino()
+}
+
+impl NetworkService {
+    fn state_file(&self, path: &Path) -> PathBuf {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(path.to_string_lossy().as_bytes());
+        self.state_dir.join(format!("follow-{}.json", hex::encode(&digest[..8])))
+    }
+
+    /// Follow a log file like `tail -F`, publishing what it holds.
+    async fn follow(self: Arc<Self>, path: PathBuf, format: SourceFormat) {
+        let state_file = self.state_file(&path);
+        let mut state: FollowState =
+            std::fs::read(&state_file).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).unwrap_or_default();
+        let mut warned = false;
+        let mut tick = tokio::time::interval(POLL);
+        loop {
+            tick.tick().await;
+            if self.closing.load(Ordering::Relaxed) {
+                return;
+            }
+            let (p, s) = (path.clone(), state.clone());
+            let read = tokio::task::spawn_blocking(move || read_new_lines(&p, s)).await;
+            let (lines, next) = match read {
+                Ok(Ok(read)) => {
+                    warned = false;
+                    read
+                }
+                Ok(Err(e)) => {
+                    if !warned {
+                        tracing::warn!(file = %path.display(), error = %e, "network: cannot read the log yet");
+                        warned = true;
+                    }
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            if lines.is_empty() && next.offset == state.offset && next.inode == state.inode {
+                continue;
+            }
+            let mut records = Vec::new();
+            match format {
+                SourceFormat::Zeek => {
+                    let mut text = next.headers.join("\n");
+                    text.push('\n');
+                    text.push_str(&lines.join("\n"));
+                    let mut reader = caduceus_net::zeek::ZeekReader::new(std::io::Cursor::new(text.into_bytes()));
+                    for item in reader.by_ref() {
+                        match item {
+                            Ok(flow) => records.push(flow.to_payload("zeek")),
+                            Err(_) => {
+                                self.counters.source_errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+                SourceFormat::Eve => {
+                    let text = lines.join("\n");
+                    let mut reader = caduceus_net::eve::EveReader::new(std::io::Cursor::new(text.into_bytes()));
+                    for item in reader.by_ref() {
+                        match item {
+                            Ok(caduceus_net::eve::EveRecord::Flow(flow)) => records.push(flow.to_payload("suricata")),
+                            Ok(caduceus_net::eve::EveRecord::Alert(alert)) => {
+                                self.counters.ids_alerts_ingested.fetch_add(1, Ordering::Relaxed);
+                                records.push(alert.to_payload("suricata"));
+                            }
+                            Err(_) => {
+                                self.counters.source_errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }
+            for payload in records {
+                let is_flow =
+                    matches!(&payload, Payload::LogRecord { category: Some(c), .. } if c == "network_connection");
+                if !self.publish(payload, "network record").await {
+                    return;
+                }
+                if is_flow {
+                    self.counters.flows_ingested.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            // The offset moves only once what it covers is on the spine.
+            state = next;
+            if let Ok(bytes) = serde_json::to_vec(&state)
+                && let Err(e) = std::fs::write(&state_file, bytes)
+            {
+                tracing::warn!(error = %e, "network: cannot save the read offset");
+            }
+        }
+    }
+
+    fn start_mqtt(self: Arc<Self>, broker: String, topics: Vec<String>) {
+        let input = caduceus_net::mqtt::MqttInput::new(broker, topics, "caduceus-network");
+        let (mut receiver, handle) = match input.spawn(self.platform.clock.clone()) {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::error!(error = %e, "network: MQTT input not started");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            // The handle lives as long as the task that reads its records.
+            let _handle = handle;
+            while let Some(telemetry) = receiver.recv().await {
+                self.counters.telemetry_ingested.fetch_add(1, Ordering::Relaxed);
+                if !self.publish(telemetry.to_payload(), "device telemetry").await {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Read the complete lines added to `path` since `state`. A file that
+/// shrank or has another inode was rotated: read it from the start.
+fn read_new_lines(path: &Path, mut state: FollowState) -> std::io::Result<(Vec<String>, FollowState)> {
+    let mut file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    let inode = inode_of(&meta);
+    if inode != state.inode || meta.len() < state.offset {
+        state = FollowState { inode, offset: 0, headers: Vec::new() };
+    }
+    file.seek(SeekFrom::Start(state.offset))?;
+    let mut buf = Vec::new();
+    file.take(MAX_READ_BYTES as u64).read_to_end(&mut buf)?;
+    // Only complete lines; the rest is read next time. A line longer than
+    // the cap with no end in sight is skipped whole.
+    let end = match buf.iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None if buf.len() >= MAX_LINE_BYTES => {
+            state.offset += buf.len() as u64;
+            return Ok((Vec::new(), state));
+        }
+        None => 0,
+    };
+    let mut lines = Vec::new();
+    for raw in buf.get(..end).unwrap_or_default().split(|&b| b == b'\n') {
+        if raw.is_empty() || raw.len() > MAX_LINE_BYTES {
+            continue;
+        }
+        let line = String::from_utf8_lossy(raw).trim_end_matches('\r').to_owned();
+        if line.starts_with('#') {
+            // A new header block (Zeek writes one at each file start).
+            if line.starts_with("#separator") {
+                state.headers.clear();
+            }
+            if state.headers.len() < 16 {
+                state.headers.push(line);
+            }
+            continue;
+        }
+        lines.push(line);
+    }
+    state.offset += end as u64;
+    Ok((lines, state))
+}
+
+// ---------------------------------------------------------------- judging
+
+/// The online detector on live traffic: damped statistics of the flow's
+/// hosts and channel, then the unsupervised detector.
+struct Online {
+    stats: caduceus_anomaly::DampedStats,
+    detector: caduceus_anomaly::OnlineDetector,
+    seen: u64,
+}
+
+impl Online {
+    fn new() -> Self {
+        let dims = caduceus_anomaly::DampedStats::feature_names().len() + FLOW_FEATURES.len();
+        Self {
+            stats: caduceus_anomaly::DampedStats::new(caduceus_anomaly::DampedParams::default()),
+            detector: caduceus_anomaly::OnlineDetector::new(dims, caduceus_anomaly::OnlineParams::default()),
+            seen: 0,
+        }
+    }
+
+    /// Score the flow, then learn it. The score is `None` while warming up.
+    fn judge(&mut self, flow: &Flow, warmup: u64) -> Option<f32> {
+        let src = flow.src_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let dst = flow.dst_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let mut x = self.stats.update(&src, &dst, flow.bytes() as f64, flow.start + flow.duration);
+        for name in FLOW_FEATURES {
+            x.push(match flow.feature(name) {
+                Some(NetFeature::Num(v)) => v as f32,
+                _ => f32::NAN,
+            });
+        }
+        let score = (self.seen >= warmup).then(|| self.detector.score(&x));
+        self.detector.learn_one(&x);
+        self.seen += 1;
+        score
+    }
+}
+
+/// Flow statistics the online detector sees besides the damped statistics.
+const FLOW_FEATURES: [&str; 8] = ["dur", "spkts", "dpkts", "sbytes", "dbytes", "smean", "dmean", "dst_port"];
+
+impl NetworkService {
+    async fn run(self: Arc<Self>, mut subscription: Box<dyn Subscription>) {
+        let config = self.platform.config.network.clone();
+        let classes: HashMap<IpAddr, String> =
+            config.device_classes.iter().filter_map(|(ip, class)| Some((ip.parse().ok()?, class.clone()))).collect();
+        let params = BaselineParams {
+            learning_secs: config.baseline_learning_hours as f64 * 3600.0,
+            ..BaselineParams::default()
+        };
+        let mut baselines = Baselines::with_classes(params, classes);
+        let mut online = config.online_detector.then(Online::new);
+        let known_ae: Vec<String> = config.known_ae_titles.iter().map(|t| t.trim().to_owned()).collect();
+        let hl7_senders: Vec<IpAddr> = config.hl7_senders.iter().filter_map(|ip| ip.parse().ok()).collect();
+        let mut events = Vec::with_capacity(BATCH);
+        loop {
+            let first = match subscription.next().await {
+                Ok(Some(stored)) => stored,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "network: reading the spine failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            events.clear();
+            events.push(first);
+            while events.len() < BATCH {
+                match tokio::time::timeout(Duration::from_millis(1), subscription.next()).await {
+                    Ok(Ok(Some(stored))) => events.push(stored),
+                    _ => break,
+                }
+            }
+            let model = self.model();
+            let mut findings = Vec::new();
+            let started = Instant::now();
+            for stored in &events {
+                let Payload::LogRecord { category: Some(category), fields, .. } = stored.event.payload() else {
+                    continue;
+                };
+                if category != "network_connection" {
+                    continue;
+                }
+                let Some(flow) = Flow::from_fields(fields) else {
+                    continue;
+                };
+                self.counters.flows_judged.fetch_add(1, Ordering::Relaxed);
+                let time = stored.event.time();
+                let judge = Judge { seq: stored.seq, time, flow: &flow };
+                if let Some(loaded) = &model {
+                    let score = score_flow(&loaded.model, &flow);
+                    if score >= loaded.threshold {
+                        self.counters.findings_model.fetch_add(1, Ordering::Relaxed);
+                        findings.push(judge.model_finding(loaded, score));
+                    }
+                }
+                if let Some(online) = online.as_mut()
+                    && let Some(score) = online.judge(&flow, config.online_warmup)
+                    && f64::from(score) >= config.online_threshold
+                {
+                    self.counters.findings_online.fetch_add(1, Ordering::Relaxed);
+                    findings.push(judge.online_finding(score, config.online_threshold));
+                }
+                for finding in judge.protocol_findings(&known_ae, &hl7_senders) {
+                    self.counters.findings_protocol.fetch_add(1, Ordering::Relaxed);
+                    findings.push(finding);
+                }
+                for alert in baselines.observe(&flow) {
+                    self.counters.findings_baseline.fetch_add(1, Ordering::Relaxed);
+                    findings.push(judge.baseline_finding(&alert));
+                }
+            }
+            self.counters.busy_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            for finding in findings {
+                let event = match finding.to_event(self.platform.clock.now()) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        tracing::error!(error = %e, rule = %finding.rule_id, "network: finding not representable as an event");
+                        continue;
+                    }
+                };
+                if !self.publish_event(event).await {
+                    return;
+                }
+            }
+            if let Some(last) = events.last()
+                && let Err(e) = subscription.ack(last.seq).await
+            {
+                tracing::warn!(error = %e, "network: acknowledging failed");
+            }
+        }
+    }
+
+    async fn publish_event(&self, event: caduceus_core::SecurityEvent) -> bool {
+        loop {
+            match self.platform.spine.try_publish(event.clone()).await {
+                Ok(_) => return true,
+                Err(SpineError::Full { .. }) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(SpineError::Closed) => return false,
+                Err(e) => {
+                    tracing::error!(error = %e, "network: publishing a finding failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Score a flow with the model: its fields by the model's feature names.
+pub fn score_flow(model: &Model, flow: &Flow) -> f32 {
+    // Categories are owned by the flow's answers; keep them here so the
+    // model can borrow them while it scores.
+    let texts: Vec<(&str, String)> = model
+        .feature_names()
+        .iter()
+        .filter_map(|name| match flow.feature(name) {
+            Some(NetFeature::Text(t)) => Some((name.as_str(), t)),
+            _ => None,
+        })
+        .collect();
+    model.score_with(&|name| match flow.feature(name)? {
+        NetFeature::Num(v) => Some(FeatureValue::Num(v)),
+        NetFeature::Text(_) => texts.iter().find(|(n, _)| *n == name).map(|(_, t)| FeatureValue::Text(t.as_str())),
+    })
+}
+
+/// The findings one flow may raise.
+struct Judge<'a> {
+    seq: u64,
+    time: Timestamp,
+    flow: &'a Flow,
+}
+
+impl Judge<'_> {
+    fn describe(&self) -> String {
+        let f = self.flow;
+        let host = |ip: Option<IpAddr>, port: Option<u16>| match (ip, port) {
+            (Some(ip), Some(port)) => format!("{ip}:{port}"),
+            (Some(ip), None) => ip.to_string(),
+            _ => "?".to_owned(),
+        };
+        let app = f.app_proto.as_deref().map(|a| format!(" ({a})")).unwrap_or_default();
+        format!(
+            "{} → {} {}{app}, {} packets, {} bytes, {:.1} s",
+            host(f.src_ip, f.src_port),
+            host(f.dst_ip, f.dst_port),
+            f.transport.name(),
+            f.packets(),
+            f.bytes(),
+            f.duration
+        )
+    }
+
+    fn finding(&self, kind: FindingKind, rule_id: &str, title: &str, severity: Severity) -> Finding {
+        Finding {
+            kind,
+            rule_id: rule_id.to_owned(),
+            rule_title: title.to_owned(),
+            severity,
+            time: self.time,
+            entity: self.flow.src_ip.map(|ip| ip.to_string()),
+            patients: Vec::new(),
+            score: None,
+            explanation: String::new(),
+            context: Vec::new(),
+            tags: Vec::new(),
+            events: vec![self.seq],
+        }
+    }
+
+    fn model_finding(&self, loaded: &LoadedModel, score: f32) -> Finding {
+        let mut f = self.finding(
+            FindingKind::Network,
+            "caduceus-net-model",
+            "Flow classified as an attack by the flow model",
+            Severity::High,
+        );
+        f.score = Some(f64::from(score));
+        f.explanation = format!(
+            "the {:?} model scored {score:.3} (threshold {:.3}): {}",
+            loaded.model.kind(),
+            loaded.threshold,
+            self.describe()
+        );
+        f.context = vec![format!("model file {}", loaded.path.display())];
+        f.tags = vec!["attack.initial_access".into()];
+        f
+    }
+
+    fn online_finding(&self, score: f32, threshold: f64) -> Finding {
+        let mut f = self.finding(
+            FindingKind::Network,
+            "caduceus-net-anomaly",
+            "Anomalous flow (online detector)",
+            Severity::Medium,
+        );
+        f.score = Some(f64::from(score));
+        f.explanation = format!(
+            "unlike the traffic learned so far (score {score:.3}, threshold {threshold:.2}): {}",
+            self.describe()
+        );
+        f
+    }
+
+    fn protocol_findings(&self, known_ae: &[String], hl7_senders: &[IpAddr]) -> Vec<Finding> {
+        let mut out = Vec::new();
+        match &self.flow.app {
+            Some(caduceus_net::AppInfo::Dicom { called_ae, move_destinations, commands, .. })
+                if !known_ae.is_empty() =>
+            {
+                let unknown =
+                    |ae: &str| !known_ae.iter().any(|k| k.eq_ignore_ascii_case(ae.trim())) && !ae.trim().is_empty();
+                for dest in move_destinations.iter().filter(|d| unknown(d)) {
+                    let mut f = self.finding(
+                        FindingKind::Network,
+                        "caduceus-net-dicom-move-unknown-ae",
+                        "DICOM C-MOVE to an unknown AE title",
+                        Severity::High,
+                    );
+                    f.explanation = format!(
+                        "C-MOVE asks the archive to send studies to AE title `{dest}`, which is not a known AE title: {}",
+                        self.describe()
+                    );
+                    f.tags = vec!["attack.exfiltration".into(), "attack.t1041".into()];
+                    out.push(f);
+                }
+                if let Some(called) = called_ae
+                    && unknown(called)
+                {
+                    let mut f = self.finding(
+                        FindingKind::Network,
+                        "caduceus-net-dicom-unknown-ae",
+                        "DICOM association with an unknown AE title",
+                        Severity::Medium,
+                    );
+                    f.explanation = format!(
+                        "association to AE title `{called}` ({}), not a known AE title: {}",
+                        if commands.is_empty() { "no command seen".to_owned() } else { commands.join(", ") },
+                        self.describe()
+                    );
+                    out.push(f);
+                }
+            }
+            Some(caduceus_net::AppInfo::Hl7 { message_types, sending_application, .. }) if !hl7_senders.is_empty() => {
+                if let Some(src) = self.flow.src_ip
+                    && !hl7_senders.contains(&src)
+                {
+                    let mut f = self.finding(
+                        FindingKind::Network,
+                        "caduceus-net-hl7-unexpected-sender",
+                        "HL7 from a host that is not an interface engine",
+                        Severity::High,
+                    );
+                    f.explanation = format!(
+                        "{src} sent HL7 ({}; sending application `{}`) but is not a configured interface engine: {}",
+                        message_types.join(", "),
+                        sending_application.as_deref().unwrap_or("-"),
+                        self.describe()
+                    );
+                    f.tags = vec!["attack.t1565".into()];
+                    out.push(f);
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    fn baseline_finding(&self, alert: &caduceus_net::baseline::BaselineAlert) -> Finding {
+        let kind = alert.kind.as_str();
+        let title = match alert.kind {
+            caduceus_net::baseline::AlertKind::NewPeer => "Device talked to a new peer",
+            caduceus_net::baseline::AlertKind::NewPort => "Device used a new port",
+            caduceus_net::baseline::AlertKind::NewProtocol => "Device used a new protocol",
+            caduceus_net::baseline::AlertKind::VolumeAnomaly => "Device sent an unusual volume",
+            caduceus_net::baseline::AlertKind::OffHours => "Device active at an unusual hour",
+        };
+        let mut f = self.finding(FindingKind::Baseline, &format!("caduceus-baseline-{kind}"), title, Severity::Low);
+        f.entity = Some(alert.device.to_string());
+        f.score = alert.score.map(|z| (z / 10.0).clamp(0.0, 1.0));
+        f.explanation = alert.explanation();
+        f.context = vec![format!("observed: {}", alert.observed), format!("baseline: {}", alert.baseline)];
+        if let Some(class) = &alert.device_class {
+            f.context.push(format!("device class: {class}"));
+        }
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn following_reads_only_complete_lines_and_notices_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conn.log");
+        std::fs::write(&path, "#separator \\x09\n#fields\tts\nline one\npartial").unwrap();
+        let (lines, state) = read_new_lines(&path, FollowState::default()).unwrap();
+        assert_eq!(lines, ["line one"]);
+        assert_eq!(state.headers, ["#separator \\x09", "#fields\tts"]);
+        std::fs::write(&path, "#separator \\x09\n#fields\tts\nline one\npartial line\nthird\n").unwrap();
+        let (lines, state) = read_new_lines(&path, state).unwrap();
+        assert_eq!(lines, ["partial line", "third"]);
+        // Truncated (rotated in place): read again from the start.
+        std::fs::write(&path, "fresh\n").unwrap();
+        let (lines, state) = read_new_lines(&path, state).unwrap();
+        assert_eq!(lines, ["fresh"]);
+        assert!(state.headers.is_empty());
+    }
+}
