@@ -209,7 +209,11 @@ fn training_csv(dir: &std::path::Path) -> std::path::PathBuf {
 async fn a_followed_zeek_log_is_scored_by_the_model_which_reloads_when_rewritten() {
     let dir = tempfile::tempdir().unwrap();
     let csv = training_csv(dir.path());
-    let ds = caduceus_ml::Dataset::load(&csv, &caduceus_ml::LoadOptions::default()).unwrap();
+    let ds = caduceus_ml::Dataset::load(
+        &csv,
+        &caduceus_ml::LoadOptions { label_column: Some("label".into()), ..Default::default() },
+    )
+    .unwrap();
     let (model, _) = caduceus_ml::train(&ds, caduceus_ml::ModelKind::Gbt, &Default::default()).unwrap();
     let model_path = dir.path().join("flows.model");
     model.save(&model_path).unwrap();
