@@ -273,7 +273,7 @@ impl NetworkService {
     fn state_file(&self, path: &Path) -> PathBuf {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(path.to_string_lossy().as_bytes());
-        self.state_dir.join(format!("follow-{}.json", hex::encode(&digest[..8])))
+        self.state_dir.join(format!("follow-{}.json", hex::encode(digest.get(..8).unwrap_or_default())))
     }
 
     /// Follow a log file like `tail -F`, publishing what it holds.

@@ -196,6 +196,13 @@ pub async fn sensor_files(args: SensorArgs) -> anyhow::Result<()> {
     };
     let mut config = SensorConfig::new(args.watch.clone());
     config.canaries = args.canaries;
+    // Canaries an unclean stop left behind are removed at the next start.
+    let roots = args.watch.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n");
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(roots.as_bytes()).get(..8).unwrap_or_default())
+    };
+    config.canary_manifest = Some(std::env::temp_dir().join(format!("caduceus-sensor-canaries-{digest}.json")));
     config.response = response;
     let host = hostname();
     // Reports leave the sensor thread through a bounded channel; when the
