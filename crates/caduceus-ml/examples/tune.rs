@@ -1,0 +1,64 @@
+//! Try gbt parameters on one dataset: test-split F1/AUC, trees, training time and scoring
+//! speed. For tuning the defaults; `measure` is the report.
+//!
+//! ```text
+//! cargo run --release -p caduceus-ml --example tune -- DATASET [key=value ...]
+//! ```
+//! Keys are `GbtParams` fields (learning_rate, max_rounds, max_depth, max_leaves, ...); several
+//! settings can be separated by `--` to try them in one run on one loaded dataset.
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use caduceus_ml::dataset::{Dataset, LoadOptions};
+use caduceus_ml::gbt::GbtParams;
+use caduceus_ml::model::{self, ModelKind, TrainOptions};
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let mut args = std::env::args().skip(1);
+    let path = PathBuf::from(args.next().ok_or("usage: tune DATASET [key=value ...]")?);
+    let ds = Dataset::load(&path, &LoadOptions::default())?;
+    let rest: Vec<String> = args.collect();
+    for group in rest.split(|a| a == "--") {
+        let mut params = serde_json::to_value(GbtParams::default())?;
+        for kv in group {
+            let (k, v) = kv.split_once('=').ok_or("expected key=value")?;
+            params.as_object_mut().ok_or("params are not an object")?.insert(k.to_owned(), serde_json::from_str(v)?);
+        }
+        let opts = TrainOptions { gbt: serde_json::from_value(params)?, ..TrainOptions::default() };
+        let t = Instant::now();
+        let (m, val) = model::train(&ds, ModelKind::Gbt, &opts)?;
+        let train_s = t.elapsed().as_secs_f64();
+        let r = model::evaluate(&m, &ds)?;
+        let reps = (1_000_000 / ds.rows().max(1)).max(1);
+        let t = Instant::now();
+        let c0 = cpu_seconds(&t);
+        let mut sink = 0.0f32;
+        for _ in 0..reps {
+            sink += m.score_batch(&ds.values)?.iter().sum::<f32>();
+        }
+        let rps = (ds.rows() * reps) as f64 / (cpu_seconds(&t) - c0);
+        let g = m.gbt().ok_or("not gbt")?;
+        println!(
+            "{group:?}: test f1 {:.4} auc {:.4} | val f1 {:.4} | trees {} nodes {} | train {:.1}s | {:.0} rows/s ({sink:.0})",
+            r.f1,
+            r.roc_auc.unwrap_or(f64::NAN),
+            val.f1,
+            g.trees(),
+            g.nodes(),
+            train_s,
+            rps
+        );
+    }
+    Ok(())
+}
+
+/// CPU time of this thread in seconds (Linux `/proc/thread-self/schedstat`): speeds are per
+/// core-second even when other work shares the machine. Wall time where it is unavailable.
+fn cpu_seconds(wall: &Instant) -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or_else(|| wall.elapsed().as_secs_f64(), |ns| ns / 1e9)
+}

@@ -1,0 +1,163 @@
+//! ONNX models exported by a hospital's data scientist (scikit-learn through skl2onnx, or
+//! PyTorch), run with the pure-Rust `tract-onnx`. It owns loading and running one model; which
+//! dataset columns feed it is the model module's business.
+//!
+//! Contract:
+//! - Input: the model's first graph input, one float tensor `[N, d]`; `d` is read from the
+//!   model's declared input shape.
+//! - Output: with two or more outputs, the second (skl2onnx classifiers output `label`, then
+//!   `probabilities`); with one, the first. The attack score of a row is the last column of
+//!   that output (`[N, k]`), or its value (`[N]`, `[N, 1]`). Export skl2onnx classifiers with
+//!   `options={id(model): {'zipmap': False}}` (tract has no ZipMap); a PyTorch model should end
+//!   in a sigmoid or softmax, since the score is used as it is.
+//! - Supported ONNX-ML operators are tract's: TreeEnsembleClassifier, LinearClassifier,
+//!   LinearRegressor, Normalizer, CategoryMapper, plus the standard operator set.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::dims;
+
+use crate::{MlError, Result};
+
+/// ONNX files larger than this are refused (tree ensembles of 500 deep trees are ~50 MB).
+pub const MAX_ONNX_BYTES: usize = 512 << 20;
+
+/// A loaded, optimised ONNX model.
+#[derive(Clone)]
+pub struct OnnxModel {
+    bytes: Arc<Vec<u8>>,
+    plan: Arc<TypedRunnableModel>,
+    dims: usize,
+    output: usize,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel")
+            .field("bytes", &self.bytes.len())
+            .field("dims", &self.dims)
+            .field("output", &self.output)
+            .finish()
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> MlError {
+    MlError::Onnx(format!("{e:#}"))
+}
+
+impl OnnxModel {
+    /// Parse, type and optimise an ONNX model for a batch of `[N, d]` float rows.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<OnnxModel> {
+        if bytes.len() > MAX_ONNX_BYTES {
+            return Err(MlError::Onnx(format!("model of {} bytes exceeds the limit of {MAX_ONNX_BYTES}", bytes.len())));
+        }
+        let onnx = tract_onnx::onnx();
+        let proto = onnx.proto_model_for_read(&mut bytes.as_slice()).map_err(err)?;
+        let dims = input_width(&proto)?;
+        let mut model = onnx.model_for_proto_model(&proto).map_err(err)?;
+        let n = model.sym("N");
+        model.set_input_fact(0, f32::fact(dims!(n, dims)).into()).map_err(err)?;
+        let outputs = model.output_outlets().map_err(err)?.len();
+        let output = if outputs >= 2 { 1 } else { 0 };
+        let plan = model.into_optimized().map_err(err)?.into_runnable().map_err(err)?;
+        Ok(OnnxModel { bytes: Arc::new(bytes), plan, dims, output })
+    }
+
+    /// Features per row.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// The model file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Attack scores of row-major `rows` (`dims` values each).
+    pub fn predict_batch(&self, rows: &[f32]) -> Result<Vec<f32>> {
+        if self.dims == 0 || !rows.len().is_multiple_of(self.dims) {
+            return Err(MlError::Onnx(format!(
+                "input of {} values is not a whole number of rows of {}",
+                rows.len(),
+                self.dims
+            )));
+        }
+        let n = rows.len() / self.dims;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let input = Tensor::from_shape(&[n, self.dims], rows).map_err(err)?;
+        let outputs = self.plan.run(tvec!(input.into_tvalue())).map_err(err)?;
+        let out = outputs.get(self.output).ok_or_else(|| MlError::Onnx("model produced too few outputs".into()))?;
+        let out = out.cast_to::<f32>().map_err(err)?;
+        let view = out.to_plain_array_view::<f32>().map_err(err)?;
+        let shape = view.shape().to_vec();
+        let scores: Vec<f32> = match shape.as_slice() {
+            [rows_out] if *rows_out == n => view.iter().copied().collect(),
+            [rows_out, k] if *rows_out == n && *k >= 1 => {
+                view.rows().into_iter().map(|r| r.iter().last().copied().unwrap_or(f32::NAN)).collect()
+            }
+            _ => {
+                return Err(MlError::Onnx(format!("output shape {shape:?} is not [{n}] or [{n}, k]")));
+            }
+        };
+        Ok(scores)
+    }
+
+    /// Attack score of one row.
+    pub fn predict(&self, row: &[f32]) -> Result<f32> {
+        self.predict_batch(row)?.first().copied().ok_or_else(|| MlError::Onnx("no output for the row".into()))
+    }
+}
+
+/// The width `d` of the first real input (not an initializer), declared as `[N, d]`.
+fn input_width(proto: &tract_onnx::pb::ModelProto) -> Result<usize> {
+    use tract_onnx::pb::tensor_shape_proto::dimension::Value;
+    use tract_onnx::pb::type_proto;
+    let graph = proto.graph.as_ref().ok_or_else(|| MlError::Onnx("model has no graph".into()))?;
+    let input = graph
+        .input
+        .iter()
+        .find(|i| !graph.initializer.iter().any(|t| t.name == i.name))
+        .ok_or_else(|| MlError::Onnx("model has no input".into()))?;
+    let dims: Vec<Option<i64>> = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => t
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match d.value {
+                        Some(Value::DimValue(v)) => Some(v),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    match dims.as_slice() {
+        [_, Some(d)] if *d > 0 => usize::try_from(*d).map_err(err),
+        _ => Err(MlError::Onnx(
+            "the model's first input must be declared as a float tensor [N, d] with a fixed d".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(OnnxModel::from_bytes(b"not a model".to_vec()).is_err());
+        assert!(OnnxModel::from_bytes(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn model_is_shareable_across_threads() {
+        fn check<T: Send + Sync>() {}
+        check::<OnnxModel>();
+    }
+}
