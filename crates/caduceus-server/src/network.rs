@@ -217,17 +217,7 @@ impl NetworkService {
                 return true;
             }
         };
-        loop {
-            match self.platform.spine.try_publish(event.clone()).await {
-                Ok(_) => return true,
-                Err(SpineError::Full { .. }) => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(SpineError::Closed) => return false,
-                Err(e) => {
-                    tracing::error!(error = %e, "network: publishing failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
+        self.publish_event(event).await
     }
 
     /// Publish flows (from a source or a posted pcap). Returns how many were
@@ -559,6 +549,8 @@ impl NetworkService {
         }
     }
 
+    /// Publish an event, waiting while the spine is full. Returns false
+    /// once the spine is closed.
     async fn publish_event(&self, event: caduceus_core::SecurityEvent) -> bool {
         loop {
             match self.platform.spine.try_publish(event.clone()).await {
@@ -566,7 +558,7 @@ impl NetworkService {
                 Err(SpineError::Full { .. }) => tokio::time::sleep(Duration::from_millis(20)).await,
                 Err(SpineError::Closed) => return false,
                 Err(e) => {
-                    tracing::error!(error = %e, "network: publishing a finding failed; retrying");
+                    tracing::error!(error = %e, "network: publishing failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
