@@ -100,8 +100,11 @@ pub struct PcapReceipt {
     post,
     path = "/api/v1/network/pcap",
     tag = "network",
-    request_body(content = Vec<u8>, content_type = "application/vnd.tcpdump.pcap",
-        description = "A pcap or pcapng capture, up to `server.max_body_bytes`"),
+    // Documented as octet-stream, which every OpenAPI client can send; the
+    // handler also takes the registered `application/vnd.tcpdump.pcap`.
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "A pcap or pcapng capture, up to `server.max_body_bytes`; \
+            `application/vnd.tcpdump.pcap` is accepted too"),
     security(("bearer" = [])),
     responses(
         (status = 202, body = PcapReceipt),
