@@ -54,6 +54,8 @@ pub struct Config {
     pub detect: DetectConfig,
     #[serde(default)]
     pub network: NetworkConfig,
+    #[serde(default)]
+    pub devices: DevicesConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -471,6 +473,49 @@ impl Default for NetworkConfig {
     }
 }
 
+/// Device inventory and vulnerability management: where advisories and
+/// enrichment come from, how often devices are rescanned, and whether devices
+/// seen on the network but absent from the inventory are listed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// Run the device service in the server.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Directories (or files) of CSAF and OSV advisories imported at start.
+    #[serde(default)]
+    pub advisory_dirs: Vec<PathBuf>,
+    /// FIRST EPSS scores (the published CSV), loaded at start.
+    #[serde(default)]
+    pub epss_file: Option<PathBuf>,
+    /// CISA Known Exploited Vulnerabilities (the published JSON or CSV).
+    #[serde(default)]
+    pub kev_file: Option<PathBuf>,
+    /// Rescan every device this often, in minutes (0: only on changes).
+    #[serde(default = "default_rescan_minutes")]
+    pub rescan_minutes: u64,
+    /// List hosts seen in network flows that are not in the inventory.
+    #[serde(default = "default_true")]
+    pub discovery: bool,
+}
+
+fn default_rescan_minutes() -> u64 {
+    24 * 60
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            advisory_dirs: Vec::new(),
+            epss_file: None,
+            kev_file: None,
+            rescan_minutes: default_rescan_minutes(),
+            discovery: true,
+        }
+    }
+}
+
 /// Accounts, sign-in and sessions.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -577,6 +622,7 @@ impl Config {
             vault: VaultConfig::default(),
             detect: DetectConfig::default(),
             network: NetworkConfig::default(),
+            devices: DevicesConfig::default(),
         }
     }
 
@@ -646,6 +692,9 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&network.online_threshold) {
             return Err(invalid("network.online_threshold", "must be between 0 and 1"));
+        }
+        if self.devices.rescan_minutes > 60 * 24 * 31 {
+            return Err(invalid("devices.rescan_minutes", "must be at most 44640 (31 days)"));
         }
         if !(1..=24 * 90).contains(&network.baseline_learning_hours) {
             return Err(invalid("network.baseline_learning_hours", "must be between 1 and 2160"));

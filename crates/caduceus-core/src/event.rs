@@ -87,6 +87,9 @@ pub enum EventClass {
     ApiActivity,
     /// OCSF 2004 Detection Finding.
     DetectionFinding,
+    /// OCSF 2002 Vulnerability Finding: a device or component affected by
+    /// a published vulnerability, or its status changed (fixed, not affected).
+    VulnerabilityFinding,
     /// OCSF 0 Base Event: a log record from a host, device or application,
     /// as it came (Windows event log, syslog, audit log), for detection.
     BaseEvent,
@@ -101,6 +104,7 @@ impl EventClass {
             Self::ApplicationLifecycle => 6002,
             Self::ApiActivity => 6003,
             Self::DetectionFinding => 2004,
+            Self::VulnerabilityFinding => 2002,
             Self::BaseEvent => 0,
         }
     }
@@ -117,6 +121,7 @@ impl EventClass {
             Self::ApplicationLifecycle => "Application Lifecycle",
             Self::ApiActivity => "API Activity",
             Self::DetectionFinding => "Detection Finding",
+            Self::VulnerabilityFinding => "Vulnerability Finding",
             Self::BaseEvent => "Base Event",
         }
     }
@@ -495,6 +500,46 @@ pub enum Payload {
         #[schema(max_items = 1000)]
         events: Vec<u64>,
     },
+    /// A device scan found a device (or a component of its software) affected
+    /// by a published vulnerability, or a finding's status changed. Names
+    /// devices by inventory id only; never carries patient data.
+    VulnerabilityFinding {
+        /// `created` (new finding), `updated` (status changed) or `closed` (no longer produced).
+        activity: FindingActivity,
+        /// Inventory id of the device.
+        #[schema(max_length = 256)]
+        device: String,
+        /// The SBOM component (purl or name), when the match was on one.
+        #[schema(max_length = 512)]
+        component: Option<String>,
+        #[schema(max_length = 256)]
+        advisory: String,
+        #[schema(max_length = 256)]
+        vulnerability: String,
+        #[schema(max_items = 32)]
+        cves: Vec<String>,
+        /// `affected`, `under_investigation`, `fixed` or `not_affected`.
+        #[schema(max_length = 64)]
+        status: String,
+        /// CVSS base score in tenths (0..=100).
+        cvss_tenths: Option<u32>,
+        /// In CISA's Known Exploited Vulnerabilities catalogue.
+        kev: bool,
+        /// The device's risk score (0..=100) after this scan.
+        risk: u32,
+        /// Which rule matched which field, in words.
+        #[schema(max_length = 4096)]
+        explanation: String,
+    },
+}
+
+/// What happened to a vulnerability finding (OCSF Vulnerability Finding activity).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingActivity {
+    Created,
+    Updated,
+    Closed,
 }
 
 impl Payload {
@@ -511,6 +556,7 @@ impl Payload {
             Self::RecordAccess { .. } => EventClass::ApiActivity,
             Self::LogRecord { .. } => EventClass::BaseEvent,
             Self::DetectionFinding { .. } => EventClass::DetectionFinding,
+            Self::VulnerabilityFinding { .. } => EventClass::VulnerabilityFinding,
         }
     }
 
@@ -560,6 +606,12 @@ impl Payload {
             Self::LogRecord { .. } => 0,
             // Detection Finding: 1 Create.
             Self::DetectionFinding { .. } => 1,
+            // Vulnerability Finding: 1 Create, 2 Update, 3 Close.
+            Self::VulnerabilityFinding { activity, .. } => match activity {
+                FindingActivity::Created => 1,
+                FindingActivity::Updated => 2,
+                FindingActivity::Closed => 3,
+            },
         }
     }
 
@@ -669,6 +721,37 @@ impl Payload {
                 check_len("payload.explanation", explanation, MAX_MESSAGE_CHARS)?;
                 for line in context {
                     check_len("payload.context", line, MAX_FIELD_CHARS * 2)?;
+                }
+                Ok(())
+            }
+            Self::VulnerabilityFinding {
+                device,
+                component,
+                advisory,
+                vulnerability,
+                cves,
+                status,
+                explanation,
+                cvss_tenths,
+                risk,
+                ..
+            } => {
+                check_count("payload.cves", cves.len(), MAX_FINDING_ITEMS)?;
+                let fields = [
+                    ("payload.device", device),
+                    ("payload.advisory", advisory),
+                    ("payload.vulnerability", vulnerability),
+                    ("payload.status", status),
+                ]
+                .into_iter()
+                .chain(cves.iter().map(|c| ("payload.cves", c)));
+                for (field, value) in fields {
+                    check_len(field, value, MAX_FIELD_CHARS)?;
+                }
+                check_len("payload.component", component.as_deref().unwrap_or_default(), MAX_FIELD_CHARS * 2)?;
+                check_len("payload.explanation", explanation, MAX_MESSAGE_CHARS)?;
+                if cvss_tenths.is_some_and(|c| c > 100) || *risk > 100 {
+                    return Err(EventError::Malformed("payload: cvss_tenths and risk are at most 100".into()));
                 }
                 Ok(())
             }

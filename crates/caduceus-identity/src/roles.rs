@@ -38,10 +38,14 @@ pub enum Permission {
     /// Triage alerts (acknowledge, assign, close, suppress) and manage
     /// detection rules.
     ManageDetection,
+    /// Read the device inventory, SBOMs, advisories, findings and risk.
+    ReadDevices,
+    /// Change the inventory, attach SBOMs, import advisories, run scans.
+    ManageDevices,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 12] = [
         Permission::ManageIdentity,
         Permission::ReadEvents,
         Permission::PublishEvents,
@@ -52,6 +56,8 @@ impl Permission {
         Permission::ReadOwnRecord,
         Permission::ReadAlerts,
         Permission::ManageDetection,
+        Permission::ReadDevices,
+        Permission::ManageDevices,
     ];
 
     /// The name API-key scopes use.
@@ -67,6 +73,8 @@ impl Permission {
             Permission::ReadOwnRecord => "read_own_record",
             Permission::ReadAlerts => "read_alerts",
             Permission::ManageDetection => "manage_detection",
+            Permission::ReadDevices => "read_devices",
+            Permission::ManageDevices => "manage_devices",
         }
     }
 
@@ -152,9 +160,11 @@ impl Role {
                 PublishCheckpoints,
                 ReadAlerts,
                 ManageDetection,
+                ReadDevices,
+                ManageDevices,
             ],
-            Role::SecurityAnalyst => &[ReadEvents, ReadLedger, ReadAlerts, ManageDetection],
-            Role::Auditor => &[ReadEvents, ReadLedger, ReadAlerts],
+            Role::SecurityAnalyst => &[ReadEvents, ReadLedger, ReadAlerts, ManageDetection, ReadDevices, ManageDevices],
+            Role::Auditor => &[ReadEvents, ReadLedger, ReadAlerts, ReadDevices],
             Role::Clinician | Role::Nurse => &[ReadRecords, WriteRecords],
             Role::Registrar => &[WriteRecords],
             Role::DeviceService => &[PublishEvents],
@@ -191,7 +201,7 @@ mod tests {
         let admin = Permissions::of_roles(&[Role::Admin]);
         assert!(admin.contains(Permission::ManageIdentity) && !admin.contains(Permission::ReadRecords));
         let both = Permissions::of_roles(&[Role::Admin, Role::Clinician]);
-        assert_eq!(both.iter().count(), 9);
+        assert_eq!(both.iter().count(), 11);
         let scoped = admin.limited_to(&[Permission::ReadLedger, Permission::ReadRecords]);
         assert_eq!(scoped.iter().collect::<Vec<_>>(), [Permission::ReadLedger], "a scope never adds");
         assert_eq!(admin.limited_to(&[]), admin);

@@ -50,7 +50,8 @@ pub enum Access {
 
 use Access::{Allowed, Elevated, Public, Records, SignedIn};
 use Permission::{
-    ManageDetection, ManageIdentity, PublishCheckpoints, PublishEvents, ReadAlerts, ReadEvents, ReadLedger,
+    ManageDetection, ManageDevices, ManageIdentity, PublishCheckpoints, PublishEvents, ReadAlerts, ReadDevices,
+    ReadEvents, ReadLedger,
 };
 
 /// Every route, by method and path template. Public routes are the short list
@@ -141,6 +142,24 @@ pub const POLICY: &[(&str, &str, Access)] = &[
     // becomes flows on the spine, like a sensor's.
     ("GET", "/api/v1/network/status", Allowed(ReadAlerts)),
     ("POST", "/api/v1/network/pcap", Allowed(ManageDetection)),
+    // Devices: read by admins, analysts and auditors; changed by admins and
+    // analysts (biomedical engineering works through an analyst's account or key).
+    ("GET", "/api/v1/devices", Allowed(ReadDevices)),
+    ("POST", "/api/v1/devices", Allowed(ManageDevices)),
+    ("GET", "/api/v1/devices/{id}", Allowed(ReadDevices)),
+    ("PUT", "/api/v1/devices/{id}", Allowed(ManageDevices)),
+    ("DELETE", "/api/v1/devices/{id}", Allowed(ManageDevices)),
+    ("POST", "/api/v1/devices/import", Allowed(ManageDevices)),
+    ("GET", "/api/v1/devices/unknown", Allowed(ReadDevices)),
+    ("GET", "/api/v1/devices/sboms", Allowed(ReadDevices)),
+    ("POST", "/api/v1/devices/sboms", Allowed(ManageDevices)),
+    ("GET", "/api/v1/advisories", Allowed(ReadDevices)),
+    ("POST", "/api/v1/advisories", Allowed(ManageDevices)),
+    ("GET", "/api/v1/advisories/{id}", Allowed(ReadDevices)),
+    ("POST", "/api/v1/devices/scan", Allowed(ManageDevices)),
+    ("GET", "/api/v1/devices/findings", Allowed(ReadDevices)),
+    ("GET", "/api/v1/devices/{id}/risk", Allowed(ReadDevices)),
+    ("GET", "/api/v1/devices/status", Allowed(ReadDevices)),
     // Alerts: read by admins, analysts and auditors; triaged by admins and
     // analysts. Suppressing silences detection, so it needs a recent
     // re-authentication; lifting a suppression does not.

@@ -31,7 +31,7 @@ use crate::error::{ApiError, ErrorBody, ErrorCode, ErrorDetail};
 use crate::metrics::{HttpLabels, Metrics};
 use crate::platform::Platform;
 use crate::platform::ServerError;
-use crate::routes::{alerts, auth, detect, events, health, ledger, network, status, users, witness};
+use crate::routes::{alerts, auth, detect, devices, events, health, ledger, network, status, users, witness};
 use caduceus_identity::service::IdentityService;
 
 /// Shared state of every handler.
@@ -48,6 +48,9 @@ pub struct AppState {
     /// The network stage (absent when `network.enabled` is false, and in
     /// tests that do not need it).
     pub network: Option<Arc<crate::network::NetworkService>>,
+    /// Devices, SBOMs, advisories and scans (absent when `devices.enabled`
+    /// is false, and in tests that do not need it).
+    pub devices: Option<Arc<crate::devices::DevicesService>>,
     /// `scheme://host[:port]` of the public URL, for CSRF origin checks.
     pub public_origin: String,
 }
@@ -63,6 +66,11 @@ impl AppState {
             None
         };
         let network = platform.config.network.enabled.then(|| crate::network::NetworkService::open(&platform));
+        let devices = if platform.config.devices.enabled {
+            Some(crate::devices::DevicesService::open(&platform).await?)
+        } else {
+            None
+        };
         let mut state = Self::with_parts(platform, identity, detect);
         state.vault = Some(vault);
         if let Some(network) = &network {
@@ -71,6 +79,7 @@ impl AppState {
                 .unwrap_or_else(|| tracing::warn!("network metrics not registered"));
         }
         state.network = network;
+        state.devices = devices;
         Ok(state)
     }
 
@@ -89,7 +98,16 @@ impl AppState {
         }
         let public_origin =
             crate::identity::public_url(&platform).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-        Self { platform, metrics: Arc::new(metrics), identity, vault: None, detect, network: None, public_origin }
+        Self {
+            platform,
+            metrics: Arc::new(metrics),
+            identity,
+            vault: None,
+            detect,
+            network: None,
+            devices: None,
+            public_origin,
+        }
     }
 }
 
@@ -111,6 +129,7 @@ impl AppState {
         (name = "identity", description = "Sign-in, sessions, second factors, accounts and API keys"),
         (name = "network", description = "The network stage: flow model in use, counters, pcap upload"),
         (name = "alerts", description = "Alerts raised by detection: list, triage, suppressions"),
+        (name = "devices", description = "Device inventory, SBOMs, advisories (CSAF, OSV), vulnerability findings and risk"),
     )
 )]
 struct ApiDoc;
@@ -270,6 +289,17 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::delete_suppression))
         .routes(routes!(network::status))
         .routes(routes!(network::post_pcap))
+        .routes(routes!(devices::list_devices, devices::create_device))
+        .routes(routes!(devices::get_device, devices::put_device, devices::delete_device))
+        .routes(routes!(devices::import_inventory))
+        .routes(routes!(devices::unknown_devices))
+        .routes(routes!(devices::list_sboms, devices::attach_sbom))
+        .routes(routes!(devices::list_advisories, devices::import_advisory))
+        .routes(routes!(devices::get_advisory))
+        .routes(routes!(devices::scan))
+        .routes(routes!(devices::list_findings))
+        .routes(routes!(devices::device_risk))
+        .routes(routes!(devices::status))
         .split_for_parts();
     // C2SP specifies the tile paths (several segments under one prefix),
     // which an OpenAPI path cannot express.

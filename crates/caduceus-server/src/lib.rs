@@ -17,6 +17,7 @@ pub mod error;
 pub mod identity;
 pub mod ledger;
 pub mod metrics;
+pub mod devices;
 pub mod network;
 pub mod platform;
 pub mod routes;

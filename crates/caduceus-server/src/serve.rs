@@ -77,6 +77,14 @@ pub async fn run(
         platform.shutdown().await;
         return Err(e);
     }
+    // Devices: discovery from flows and the periodic rescan.
+    let devices = state.devices.clone();
+    if let Some(devices) = &devices
+        && let Err(e) = devices.start().await
+    {
+        platform.shutdown().await;
+        return Err(e);
+    }
     let app = app::build(state);
     let handle: Handle<SocketAddr> = Handle::new();
 
@@ -144,6 +152,9 @@ pub async fn run(
     }
     if let Some(network) = &network {
         network.stop();
+    }
+    if let Some(devices) = &devices {
+        devices.stop();
     }
     platform.shutdown().await;
     match result {

@@ -8,6 +8,7 @@
 
 mod common;
 pub mod detect;
+pub mod devices;
 mod identity;
 mod postgres;
 mod sqlite;
@@ -21,6 +22,7 @@ use caduceus_core::Timestamp;
 use caduceus_core::config::{Config, StorageTarget};
 use caduceus_core::event::{EventDigest, SecurityEvent};
 
+pub use devices::{AdvisoryRevisionRow, AdvisoryRow, DeviceRow, Devices, FindingRow, SbomRow, SightingRow};
 pub use identity::{ExternalIdentity, Identities, PasskeyRecord, SessionRecord, TotpRecord, UserRecord};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -169,7 +171,9 @@ impl Backend {
 
 /// Everything Caduceus keeps. Capabilities add their own traits as supertraits.
 #[async_trait]
-pub trait Store: EventLog + ConsumerCursors + ApiTokens + Identities + vault::Records + detect::Detections {
+pub trait Store:
+    EventLog + ConsumerCursors + ApiTokens + Identities + vault::Records + detect::Detections + devices::Devices
+{
     fn backend(&self) -> Backend;
     /// Is the database reachable and answering?
     async fn ping(&self) -> Result<()>;

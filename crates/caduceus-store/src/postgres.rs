@@ -38,6 +38,7 @@ crate::detect::impl_detections!(
     "BEGIN",
     "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"
 );
+crate::devices::impl_devices!(PostgresStore, sqlx::postgres::PgRow, "BEGIN", " FOR UPDATE");
 
 #[async_trait]
 impl Store for PostgresStore {

@@ -45,6 +45,7 @@ crate::common::impl_shared_traits!(SqliteStore, sqlx::sqlite::SqliteRow);
 crate::identity::impl_identity!(SqliteStore, sqlx::sqlite::SqliteRow);
 crate::vault::impl_records!(SqliteStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");
 crate::detect::impl_detections!(SqliteStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE", "");
+crate::devices::impl_devices!(SqliteStore, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE", "");
 
 #[async_trait]
 impl Store for SqliteStore {

@@ -150,6 +150,13 @@ store_suite!(
     alerts_are_filtered_and_paged_newest_first,
     triage_steps_follow_the_alert_status,
     suppressions_silence_matching_findings_until_they_expire,
+    devices_are_upserted_paged_and_deleted_with_their_findings,
+    sboms_are_one_per_model_version_and_replaced,
+    advisories_keep_one_current_revision_and_every_revision_in_history,
+    sightings_merge_first_and_last_seen_and_add_flows,
+    findings_return_their_previous_status_and_are_pruned_per_device,
+    parallel_puts_of_one_finding_see_each_others_status,
+    device_inventory_caps_are_enforced,
 );
 
 fn event(n: u64) -> SecurityEvent {
@@ -1071,4 +1078,369 @@ async fn suppressions_silence_matching_findings_until_they_expire(h: &mut Harnes
     assert!(s.delete_suppression("s-entity").await.unwrap());
     assert!(!s.delete_suppression("s-entity").await.unwrap());
     assert_eq!(active("r7", Some("scanner"), 100).await, None);
+}
+
+// Device inventory.
+
+use caduceus_store::devices::{MAX_DEVICE_PAGE, MAX_DOCUMENT_BYTES, MAX_ID_CHARS, MAX_RECORD_BYTES};
+use caduceus_store::{AdvisoryRow, DeviceRow, FindingRow, SbomRow, SightingRow};
+
+fn device(id: &str, at: i64) -> DeviceRow {
+    DeviceRow {
+        id: id.into(),
+        body: format!(r#"{{"id":"{id}","manufacturer":"Acme Medical","model":"Infuse 3000","at":{at}}}"#),
+        created: Timestamp(at),
+        updated: Timestamp(at),
+    }
+}
+
+fn sbom(id: &str, model: &str, version: &str, at: i64) -> SbomRow {
+    SbomRow {
+        id: id.into(),
+        manufacturer: "Acme Medical".into(),
+        model: model.into(),
+        version: version.into(),
+        format: "cyclonedx-json".into(),
+        sha256: format!("{:064x}", at),
+        body: format!(r#"{{"bomFormat":"CycloneDX","serialNumber":"urn:uuid:{id}"}}"#),
+        created: Timestamp(at),
+    }
+}
+
+fn advisory(id: &str, revision: &str, at: i64) -> AdvisoryRow {
+    AdvisoryRow {
+        id: id.into(),
+        source: "csaf".into(),
+        revision: revision.into(),
+        modified: Some(format!("2025-01-0{revision}T00:00:00Z")),
+        sha256: format!("{:064x}", at),
+        body: format!(r#"{{"document":{{"tracking":{{"id":"{id}","version":"{revision}"}}}}}}"#),
+        imported: Timestamp(at),
+    }
+}
+
+fn sighting(key: &str, first: i64, last: i64, flows: u64, hint: &str) -> SightingRow {
+    SightingRow {
+        key: key.into(),
+        first_seen: Timestamp(first),
+        last_seen: Timestamp(last),
+        flows,
+        body: format!(r#"{{"hostname":"{hint}"}}"#),
+    }
+}
+
+fn device_finding(device_id: &str, advisory_id: &str, status: &str, at: i64) -> FindingRow {
+    FindingRow {
+        key: format!("{device_id}|{advisory_id}"),
+        device_id: device_id.into(),
+        advisory_id: advisory_id.into(),
+        status: status.into(),
+        body: format!(r#"{{"status":"{status}","at":{at}}}"#),
+        first_seen: Timestamp(at),
+        updated: Timestamp(at),
+    }
+}
+
+async fn devices_are_upserted_paged_and_deleted_with_their_findings(h: &mut Harness) {
+    let s = &h.store;
+    assert_eq!(s.count_devices().await.unwrap(), 0);
+    assert!(s.list_devices(None, 10).await.unwrap().is_empty());
+    s.put_device(&device("dev-b", 10)).await.unwrap();
+    // Replacing keeps `created`, takes the new body and `updated`.
+    let mut newer = device("dev-b", 20);
+    newer.body = r#"{"id":"dev-b","location":"ICU bed 4"}"#.into();
+    s.put_device(&newer).await.unwrap();
+    let got = s.get_device("dev-b").await.unwrap().unwrap();
+    assert_eq!((got.body.as_str(), got.created, got.updated), (newer.body.as_str(), Timestamp(10), Timestamp(20)));
+    assert!(s.get_device("dev-zz").await.unwrap().is_none());
+
+    // A batch (CSV import): one transaction, the same upsert; of two rows
+    // with one id the later wins.
+    let mut again = device("dev-a", 31);
+    again.body = r#"{"id":"dev-a","second":true}"#.into();
+    s.put_devices(&[device("dev-d", 30), device("dev-a", 30), device("dev-c", 30), device("dev-b", 30), again.clone()])
+        .await
+        .unwrap();
+    assert_eq!(s.count_devices().await.unwrap(), 4);
+    let b = s.get_device("dev-b").await.unwrap().unwrap();
+    assert_eq!((b.created, b.updated), (Timestamp(10), Timestamp(30)));
+    let a = s.get_device("dev-a").await.unwrap().unwrap();
+    assert_eq!((a.body.as_str(), a.created, a.updated), (again.body.as_str(), Timestamp(30), Timestamp(31)));
+    s.put_devices(&[]).await.unwrap();
+
+    // Keyset paging by id.
+    let ids = |rows: Vec<DeviceRow>| rows.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_devices(None, 2).await.unwrap()), ["dev-a", "dev-b"]);
+    assert_eq!(ids(s.list_devices(Some("dev-b"), 2).await.unwrap()), ["dev-c", "dev-d"]);
+    assert!(s.list_devices(Some("dev-d"), 2).await.unwrap().is_empty());
+    assert_eq!(ids(s.list_devices(None, 0).await.unwrap()), ["dev-a"], "a limit of 0 is raised to 1");
+
+    // Deleting a device deletes its findings, and only its.
+    s.put_finding(&device_finding("dev-a", "ICSMA-1", "affected", 40)).await.unwrap();
+    s.put_finding(&device_finding("dev-a", "ICSMA-2", "fixed", 40)).await.unwrap();
+    s.put_finding(&device_finding("dev-c", "ICSMA-1", "affected", 40)).await.unwrap();
+    h.reopen().await;
+    let s = &h.store;
+    assert_eq!(s.count_devices().await.unwrap(), 4, "devices survive a restart");
+    assert!(s.delete_device("dev-a").await.unwrap());
+    assert!(!s.delete_device("dev-a").await.unwrap());
+    assert!(s.get_device("dev-a").await.unwrap().is_none());
+    assert!(s.list_findings(Some("dev-a"), None, 100).await.unwrap().is_empty());
+    assert_eq!(s.list_findings(None, None, 100).await.unwrap().len(), 1);
+    assert_eq!(s.count_devices().await.unwrap(), 3);
+
+    // The upper clamp of a page.
+    let many: Vec<DeviceRow> = (0..=MAX_DEVICE_PAGE).map(|n| device(&format!("bulk-{n:05}"), 50)).collect();
+    s.put_devices(&many).await.unwrap();
+    let page = s.list_devices(None, u32::MAX).await.unwrap();
+    assert_eq!(page.len(), usize::try_from(MAX_DEVICE_PAGE).unwrap());
+    assert_eq!(s.count_devices().await.unwrap(), u64::from(MAX_DEVICE_PAGE) + 4);
+}
+
+async fn sboms_are_one_per_model_version_and_replaced(h: &mut Harness) {
+    let s = &h.store;
+    assert!(s.list_sboms().await.unwrap().is_empty());
+    s.put_sbom(&sbom("sbom-1", "Infuse 3000", "2.8.75", 10)).await.unwrap();
+    s.put_sbom(&sbom("sbom-2", "Infuse 3000", "2.8.123e", 11)).await.unwrap();
+    s.put_sbom(&sbom("sbom-3", "Monitor X", "2.8.75", 12)).await.unwrap();
+    assert_eq!(s.get_sbom("sbom-1").await.unwrap().unwrap(), sbom("sbom-1", "Infuse 3000", "2.8.75", 10));
+    let found = s.find_sbom("Acme Medical", "Infuse 3000", "2.8.123e").await.unwrap().unwrap();
+    assert_eq!(found.id, "sbom-2");
+    assert!(s.find_sbom("Acme Medical", "Infuse 3000", "2.8.7").await.unwrap().is_none(), "versions match exactly");
+    assert!(s.find_sbom("acme medical", "Infuse 3000", "2.8.75").await.unwrap().is_none());
+
+    // A second SBOM for a model version replaces the first.
+    s.put_sbom(&sbom("sbom-4", "Infuse 3000", "2.8.75", 20)).await.unwrap();
+    assert!(s.get_sbom("sbom-1").await.unwrap().is_none());
+    assert_eq!(s.find_sbom("Acme Medical", "Infuse 3000", "2.8.75").await.unwrap().unwrap().id, "sbom-4");
+    // So does a put under the same id, even for another model version.
+    let mut moved = sbom("sbom-4", "Infuse 3000", "2.8.123e", 21);
+    moved.body = r#"{"bomFormat":"CycloneDX","specVersion":"1.6"}"#.into();
+    s.put_sbom(&moved).await.unwrap();
+    assert_eq!(s.get_sbom("sbom-4").await.unwrap().unwrap(), moved);
+    assert!(s.get_sbom("sbom-2").await.unwrap().is_none());
+    assert!(s.find_sbom("Acme Medical", "Infuse 3000", "2.8.75").await.unwrap().is_none());
+    let listed: Vec<(String, String)> =
+        s.list_sboms().await.unwrap().into_iter().map(|b| (b.id, format!("{} {}", b.model, b.version))).collect();
+    assert_eq!(
+        listed,
+        [
+            ("sbom-4".to_owned(), "Infuse 3000 2.8.123e".to_owned()),
+            ("sbom-3".to_owned(), "Monitor X 2.8.75".to_owned())
+        ]
+    );
+    assert!(s.delete_sbom("sbom-3").await.unwrap());
+    assert!(!s.delete_sbom("sbom-3").await.unwrap());
+    assert_eq!(s.list_sboms().await.unwrap().len(), 1);
+}
+
+async fn advisories_keep_one_current_revision_and_every_revision_in_history(h: &mut Harness) {
+    let s = &h.store;
+    assert_eq!(s.count_advisories().await.unwrap(), 0);
+    assert!(s.get_advisory("ICSMA-25-001-01").await.unwrap().is_none());
+    assert!(s.advisory_history("ICSMA-25-001-01").await.unwrap().is_empty());
+    s.put_advisory(&advisory("ICSMA-25-001-01", "1", 100)).await.unwrap();
+    s.put_advisory(&advisory("ICSMA-25-001-01", "2", 200)).await.unwrap();
+    assert_eq!(s.count_advisories().await.unwrap(), 1, "a revised advisory updates, never duplicates");
+    assert_eq!(s.get_advisory("ICSMA-25-001-01").await.unwrap().unwrap(), advisory("ICSMA-25-001-01", "2", 200));
+    let history = s.advisory_history("ICSMA-25-001-01").await.unwrap();
+    let seen: Vec<(&str, Option<&str>, Timestamp)> =
+        history.iter().map(|r| (r.revision.as_str(), r.modified.as_deref(), r.imported)).collect();
+    assert_eq!(
+        seen,
+        [("1", Some("2025-01-01T00:00:00Z"), Timestamp(100)), ("2", Some("2025-01-02T00:00:00Z"), Timestamp(200))]
+    );
+    assert_eq!(history[1].sha256, format!("{:064x}", 200));
+
+    // The same revision again: still one history row (the first import's),
+    // and the current row is what was put last; the store does not compare.
+    let mut reimport = advisory("ICSMA-25-001-01", "2", 300);
+    reimport.modified = None;
+    s.put_advisory(&reimport).await.unwrap();
+    let history = s.advisory_history("ICSMA-25-001-01").await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].imported, Timestamp(200));
+    assert_eq!(s.get_advisory("ICSMA-25-001-01").await.unwrap().unwrap(), reimport);
+    // An older revision put after a newer one becomes current: deciding
+    // which is newer is the importer's job.
+    s.put_advisory(&advisory("ICSMA-25-001-01", "1", 400)).await.unwrap();
+    assert_eq!(s.get_advisory("ICSMA-25-001-01").await.unwrap().unwrap().revision, "1");
+    assert_eq!(s.advisory_history("ICSMA-25-001-01").await.unwrap().len(), 2);
+
+    let mut osv = advisory("RUSTSEC-2023-0001", "1", 500);
+    osv.source = "osv".into();
+    s.put_advisory(&osv).await.unwrap();
+    s.put_advisory(&advisory("GHSA-0000-0000-0000", "1", 600)).await.unwrap();
+    assert_eq!(s.count_advisories().await.unwrap(), 3);
+    let ids = |rows: Vec<AdvisoryRow>| rows.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.all_advisories().await.unwrap()), ["GHSA-0000-0000-0000", "ICSMA-25-001-01", "RUSTSEC-2023-0001"]);
+    assert_eq!(ids(s.list_advisories(None, 2).await.unwrap()), ["GHSA-0000-0000-0000", "ICSMA-25-001-01"]);
+    assert_eq!(ids(s.list_advisories(Some("ICSMA-25-001-01"), 2).await.unwrap()), ["RUSTSEC-2023-0001"]);
+    assert_eq!(s.get_advisory("RUSTSEC-2023-0001").await.unwrap().unwrap().source, "osv");
+    assert_eq!(s.advisory_history("RUSTSEC-2023-0001").await.unwrap().len(), 1);
+}
+
+async fn sightings_merge_first_and_last_seen_and_add_flows(h: &mut Harness) {
+    let s = &h.store;
+    assert!(s.list_sightings(10).await.unwrap().is_empty());
+    s.record_sightings(&[
+        sighting("ip:10.1.2.3", 1_000, 2_000, 5, "pump-1"),
+        sighting("mac:00:11:22:33:44:55", 1_500, 1_600, 1, "monitor"),
+    ])
+    .await
+    .unwrap();
+    // Merged: earliest first_seen, latest last_seen, flows added, body replaced;
+    // also within one batch.
+    s.record_sightings(&[
+        sighting("ip:10.1.2.3", 500, 1_800, 7, "pump-1b"),
+        sighting("ip:10.1.2.3", 900, 3_000, 3, "pump-1c"),
+        sighting("ip:10.9.9.9", 2_500, 2_500, 1, "ct"),
+    ])
+    .await
+    .unwrap();
+    let all = s.list_sightings(10).await.unwrap();
+    let seen: Vec<(&str, i64, i64, u64)> =
+        all.iter().map(|r| (r.key.as_str(), r.first_seen.0, r.last_seen.0, r.flows)).collect();
+    assert_eq!(
+        seen,
+        [("ip:10.1.2.3", 500, 3_000, 15), ("ip:10.9.9.9", 2_500, 2_500, 1), ("mac:00:11:22:33:44:55", 1_500, 1_600, 1)],
+        "most recently seen first"
+    );
+    assert_eq!(all[0].body, r#"{"hostname":"pump-1c"}"#);
+    assert_eq!(s.list_sightings(1).await.unwrap().len(), 1);
+
+    // Flows saturate instead of overflowing.
+    let big = u64::try_from(i64::MAX).unwrap();
+    s.record_sightings(&[sighting("ip:10.9.9.9", 2_500, 2_500, big, "ct")]).await.unwrap();
+    let ct = s.list_sightings(10).await.unwrap().into_iter().find(|r| r.key == "ip:10.9.9.9").unwrap();
+    assert_eq!(ct.flows, big);
+    let err = s.record_sightings(&[sighting("ip:10.9.9.8", 1, 1, big + 1, "x")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+
+    assert!(s.delete_sighting("ip:10.1.2.3").await.unwrap());
+    assert!(!s.delete_sighting("ip:10.1.2.3").await.unwrap());
+    assert_eq!(s.list_sightings(10).await.unwrap().len(), 2);
+}
+
+async fn findings_return_their_previous_status_and_are_pruned_per_device(h: &mut Harness) {
+    let s = &h.store;
+    assert_eq!(s.put_finding(&device_finding("dev-1", "ICSMA-1", "under_investigation", 10)).await.unwrap(), None);
+    // Unchanged status: the previous one is returned all the same.
+    assert_eq!(
+        s.put_finding(&device_finding("dev-1", "ICSMA-1", "under_investigation", 15)).await.unwrap().as_deref(),
+        Some("under_investigation")
+    );
+    assert_eq!(
+        s.put_finding(&device_finding("dev-1", "ICSMA-1", "affected", 20)).await.unwrap().as_deref(),
+        Some("under_investigation")
+    );
+    let got = s.list_findings(Some("dev-1"), None, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0], FindingRow { first_seen: Timestamp(10), ..device_finding("dev-1", "ICSMA-1", "affected", 20) });
+
+    for (advisory, status) in [("ICSMA-2", "fixed"), ("ICSMA-3", "affected"), ("ICSMA-4", "not_affected")] {
+        assert_eq!(s.put_finding(&device_finding("dev-1", advisory, status, 30)).await.unwrap(), None);
+    }
+    s.put_finding(&device_finding("dev-2", "ICSMA-1", "affected", 30)).await.unwrap();
+    s.put_finding(&device_finding("dev-2", "ICSMA-3", "fixed", 30)).await.unwrap();
+
+    let keys = |rows: Vec<FindingRow>| rows.into_iter().map(|f| f.key).collect::<Vec<_>>();
+    assert_eq!(
+        keys(s.list_findings(None, Some("affected"), 10).await.unwrap()),
+        ["dev-1|ICSMA-1", "dev-1|ICSMA-3", "dev-2|ICSMA-1"]
+    );
+    assert_eq!(keys(s.list_findings(Some("dev-2"), Some("fixed"), 10).await.unwrap()), ["dev-2|ICSMA-3"]);
+    assert_eq!(s.list_findings(None, None, 10).await.unwrap().len(), 6);
+    assert_eq!(keys(s.list_findings(None, None, 2).await.unwrap()), ["dev-1|ICSMA-1", "dev-1|ICSMA-2"]);
+    assert!(s.list_findings(Some("dev-9"), None, 10).await.unwrap().is_empty());
+
+    // A scan of dev-1 produced only ICSMA-1 and ICSMA-3: the rest go, and
+    // dev-2's findings stay (even one whose key is in `keep`).
+    let keep = vec!["dev-1|ICSMA-1".to_owned(), "dev-1|ICSMA-3".to_owned(), "dev-2|ICSMA-1".to_owned()];
+    assert_eq!(s.delete_findings_except("dev-1", &keep).await.unwrap(), 2);
+    assert_eq!(keys(s.list_findings(Some("dev-1"), None, 10).await.unwrap()), ["dev-1|ICSMA-1", "dev-1|ICSMA-3"]);
+    assert_eq!(s.delete_findings_except("dev-1", &keep).await.unwrap(), 0);
+    assert_eq!(s.delete_findings_except("dev-2", &[]).await.unwrap(), 2);
+    assert!(s.list_findings(Some("dev-2"), None, 10).await.unwrap().is_empty());
+    // A deleted finding is new again when it comes back.
+    assert_eq!(s.put_finding(&device_finding("dev-1", "ICSMA-2", "fixed", 50)).await.unwrap(), None);
+}
+
+async fn parallel_puts_of_one_finding_see_each_others_status(h: &mut Harness) {
+    let s = Arc::clone(&h.store);
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                s.put_finding(&device_finding("dev-1", "ICSMA-1", &format!("status-{n}"), n)).await.unwrap()
+            })
+        })
+        .collect();
+    let mut previous = Vec::new();
+    for task in tasks {
+        previous.push(task.await.unwrap());
+    }
+    // Exactly one put found nothing; each other saw a status some put left,
+    // and each status but the last one stored was seen exactly once.
+    assert_eq!(previous.iter().filter(|p| p.is_none()).count(), 1, "{previous:?}");
+    let last = s.list_findings(None, None, 10).await.unwrap().remove(0).status;
+    let mut seen: Vec<String> = previous.into_iter().flatten().collect();
+    seen.push(last);
+    seen.sort();
+    let all: Vec<String> = (0..8).map(|n| format!("status-{n}")).collect();
+    assert_eq!(seen, all);
+}
+
+async fn device_inventory_caps_are_enforced(h: &mut Harness) {
+    let s = &h.store;
+    let invalid = |err: StoreError| assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+
+    // Ids: at most MAX_ID_CHARS characters (not bytes), never empty or with NUL.
+    let longest: String = "é".repeat(MAX_ID_CHARS);
+    s.put_device(&device(&longest, 1)).await.unwrap();
+    assert!(s.get_device(&longest).await.unwrap().is_some());
+    invalid(s.put_device(&device(&format!("{longest}x"), 1)).await.unwrap_err());
+    invalid(s.put_device(&device("", 1)).await.unwrap_err());
+    invalid(s.put_device(&device("a\0b", 1)).await.unwrap_err());
+    invalid(s.put_sbom(&sbom(&"s".repeat(MAX_ID_CHARS + 1), "m", "1", 1)).await.unwrap_err());
+    invalid(s.put_sbom(&sbom("sbom-1", &"m".repeat(MAX_ID_CHARS + 1), "1", 1)).await.unwrap_err());
+    invalid(s.put_advisory(&advisory(&"a".repeat(MAX_ID_CHARS + 1), "1", 1)).await.unwrap_err());
+    invalid(s.record_sightings(&[sighting(&"k".repeat(MAX_ID_CHARS + 1), 1, 1, 1, "x")]).await.unwrap_err());
+    let mut f = device_finding("dev-1", "ICSMA-1", "affected", 1);
+    f.device_id = "d".repeat(MAX_ID_CHARS + 1);
+    invalid(s.put_finding(&f).await.unwrap_err());
+
+    // Record bodies: at most 64 KiB.
+    let mut d = device("dev-big", 1);
+    d.body = "x".repeat(MAX_RECORD_BYTES);
+    s.put_device(&d).await.unwrap();
+    d.body.push('x');
+    invalid(s.put_device(&d).await.unwrap_err());
+    let mut sight = sighting("ip:10.0.0.1", 1, 1, 1, "x");
+    sight.body = "x".repeat(MAX_RECORD_BYTES + 1);
+    invalid(s.record_sightings(&[sight]).await.unwrap_err());
+    let mut f = device_finding("dev-1", "ICSMA-1", "affected", 1);
+    f.body = "x".repeat(MAX_RECORD_BYTES + 1);
+    invalid(s.put_finding(&f).await.unwrap_err());
+
+    // Document bodies: at most 8 MiB.
+    let mut b = sbom("sbom-big", "m", "1", 1);
+    b.body = "x".repeat(MAX_DOCUMENT_BYTES);
+    s.put_sbom(&b).await.unwrap();
+    assert_eq!(s.get_sbom("sbom-big").await.unwrap().unwrap().body.len(), MAX_DOCUMENT_BYTES);
+    b.body.push('x');
+    invalid(s.put_sbom(&b).await.unwrap_err());
+    let mut a = advisory("ICSMA-big", "1", 1);
+    a.body = "x".repeat(MAX_DOCUMENT_BYTES + 1);
+    invalid(s.put_advisory(&a).await.unwrap_err());
+    assert!(s.get_advisory("ICSMA-big").await.unwrap().is_none());
+
+    // A batch with one bad row stores none of it.
+    let before = s.count_devices().await.unwrap();
+    invalid(s.put_devices(&[device("dev-ok", 1), device("", 1)]).await.unwrap_err());
+    assert_eq!(s.count_devices().await.unwrap(), before);
+    invalid(
+        s.record_sightings(&[sighting("ip:10.0.0.2", 1, 1, 1, "x"), sighting("", 1, 1, 1, "x")]).await.unwrap_err(),
+    );
+    assert!(s.list_sightings(10).await.unwrap().is_empty());
 }

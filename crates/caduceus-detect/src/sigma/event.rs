@@ -441,6 +441,36 @@ impl Event {
                 (Some("caduceus"), Some("platform"), Some("service_lifecycle"))
             }
             Payload::DetectionFinding { .. } => (Some("caduceus"), Some("detect"), None),
+            Payload::VulnerabilityFinding {
+                activity,
+                device,
+                component,
+                advisory,
+                vulnerability,
+                cves,
+                status,
+                cvss_tenths,
+                kev,
+                risk,
+                ..
+            } => {
+                text(&mut b, "activity", &snake(activity));
+                text(&mut b, "device", device);
+                opt(&mut b, "component", component);
+                text(&mut b, "advisory", advisory);
+                text(&mut b, "vulnerability", vulnerability);
+                for cve in cves {
+                    text(&mut b, "cves", cve);
+                }
+                text(&mut b, "status", status);
+                match cvss_tenths {
+                    Some(c) => text(&mut b, "cvss", &format!("{:.1}", f64::from(*c) / 10.0)),
+                    None => b.push_null("cvss"),
+                }
+                text(&mut b, "kev", if *kev { "true" } else { "false" });
+                text(&mut b, "risk", &risk.to_string());
+                (Some("caduceus"), Some("devices"), Some("vulnerability_finding"))
+            }
         };
         for (ours, theirs) in map.iter() {
             b.alias(ours, theirs);

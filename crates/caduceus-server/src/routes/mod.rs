@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod detect;
+pub mod devices;
 pub mod events;
 pub mod fhir;
 pub mod health;

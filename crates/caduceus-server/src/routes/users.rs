@@ -60,6 +60,8 @@ pub enum PermissionName {
     ReadOwnRecord,
     ReadAlerts,
     ManageDetection,
+    ReadDevices,
+    ManageDevices,
 }
 
 impl From<PermissionName> for Permission {
@@ -75,6 +77,8 @@ impl From<PermissionName> for Permission {
             PermissionName::ReadOwnRecord => Permission::ReadOwnRecord,
             PermissionName::ReadAlerts => Permission::ReadAlerts,
             PermissionName::ManageDetection => Permission::ManageDetection,
+            PermissionName::ReadDevices => Permission::ReadDevices,
+            PermissionName::ManageDevices => Permission::ManageDevices,
         }
     }
 }
