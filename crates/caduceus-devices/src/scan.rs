@@ -88,10 +88,7 @@ impl AdvisorySet {
     /// Read every `.json`, `.yaml` and `.yml` under `path` (or `path` itself). A `.sha512`
     /// beside a document must verify, or the document is refused.
     pub fn load(&mut self, path: &Path) -> Result<()> {
-        let mut files = Vec::new();
-        collect(path, &mut files, 0)?;
-        files.sort();
-        for file in files {
+        for file in advisory_files(path)? {
             let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
             let shown = file.display().to_string();
             match self.load_file(&file, &name) {
@@ -141,6 +138,16 @@ impl AdvisorySet {
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
+}
+
+/// Every advisory document under `path` (or `path` itself when it is a file): `.json`,
+/// `.yaml` and `.yml` files, skipping hidden entries and ROLIE/provider/aggregator metadata,
+/// sorted; at most [`MAX_ADVISORY_FILES`].
+pub fn advisory_files(path: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    collect(path, &mut files, 0)?;
+    files.sort();
+    Ok(files)
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {

@@ -159,7 +159,10 @@ impl DevicesService {
         service.rebuild(enrichment).await?;
         for dir in &config.advisory_dirs {
             let dir = dir.clone();
-            let files = tokio::task::spawn_blocking(move || list_advisory_files(&dir)).await.map_err(devices_error)?;
+            let files = tokio::task::spawn_blocking(move || caduceus_devices::scan::advisory_files(&dir))
+                .await
+                .map_err(devices_error)?
+                .map_err(devices_error)?;
             let mut outcomes: HashMap<&'static str, u64> = HashMap::new();
             for file in files {
                 let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
@@ -794,37 +797,4 @@ pub enum DevicesApiError {
     Invalid(String),
     #[error(transparent)]
     Server(ServerError),
-}
-
-/// Every advisory file under a directory (or the file itself), as the CLI and scan load them.
-fn list_advisory_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_file() {
-            out.push(path);
-            continue;
-        }
-        let Ok(entries) = std::fs::read_dir(&path) else { continue };
-        for entry in entries.flatten() {
-            let child = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            if child.is_dir() {
-                stack.push(child);
-            } else if (name.ends_with(".json") || name.ends_with(".yaml") || name.ends_with(".yml"))
-                && !name.contains("feed")
-                && !name.contains("provider-metadata")
-            {
-                out.push(child);
-            }
-            if out.len() > caduceus_devices::scan::MAX_ADVISORY_FILES {
-                return out;
-            }
-        }
-    }
-    out.sort();
-    out
 }

@@ -39,10 +39,15 @@ const KEV: &str = r#"{"title": "CISA Catalog of Known Exploited Vulnerabilities"
   "dueDate": "2026-11-22", "knownRansomwareCampaignUse": "Unknown", "notes": "", "cwes": []}]}"#;
 
 async fn start(kev: &Path) -> Server {
+    start_with(kev, Vec::new()).await
+}
+
+async fn start_with(kev: &Path, advisory_dirs: Vec<PathBuf>) -> Server {
     let kev = kev.to_owned();
     let options = Options { ledger: false, manual_clock: false, port: 0, admin_label: "devices-tests" };
     support::start(options, move |config| {
         config.devices.kev_file = Some(kev);
+        config.devices.advisory_dirs = advisory_dirs;
         config.network.online_detector = false;
     })
     .await
@@ -207,7 +212,15 @@ async fn hosts_seen_in_flows_but_not_in_the_inventory_are_listed_as_unknown() {
     let scratch = tempfile::tempdir().unwrap();
     let kev = scratch.path().join("kev.json");
     std::fs::write(&kev, KEV).unwrap();
-    let server = start(&kev).await;
+    // Advisories in a configured directory are imported at start.
+    let advisories = scratch.path().join("advisories");
+    std::fs::create_dir(&advisories).unwrap();
+    for file in ["cisa-csaf/icsma/icsma-17-017-02.json", "osv/rustsec-osv/crates/RUSTSEC-2021-0124.json"] {
+        let from = data(file);
+        std::fs::copy(&from, advisories.join(from.file_name().unwrap())).unwrap();
+    }
+    let server = start_with(&kev, vec![advisories]).await;
+    assert_eq!(server.get("/api/v1/devices/status").await["advisories"], 2);
     let device = json!({"id": "mon-1", "manufacturer": "Philips", "model": "IntelliVue MX40", "version": "B.06",
                         "ip": "10.20.0.21", "segment": "10.20.0.0/16", "criticality": "diagnostic"});
     server.call(Method::POST, "/api/v1/devices", Some(&server.admin), Some(device)).await.expect(201);
