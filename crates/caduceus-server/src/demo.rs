@@ -34,6 +34,42 @@ pub async fn seed(platform: &Platform) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// The demo inventory: devices a mid-sized hospital has, named by their real
+/// manufacturers and models so that importing CISA's medical advisories
+/// (`caduceus advisories import`) and scanning shows real findings.
+const DEMO_INVENTORY: &str = "\
+id,manufacturer,model,version,location,ip,clinical_function,criticality,owner,end_of_support,segment
+pump-icu-01,\"Becton, Dickinson and Company (BD)\",Alaris 8015 PC unit,9.33,ICU bed 4,10.20.1.11,infusion pump,life_sustaining,Biomedical engineering,2024-12-31,10.20.0.0/16
+pump-icu-02,\"Becton, Dickinson and Company (BD)\",Alaris 8015 PC unit,12.1.2,ICU bed 5,10.20.1.12,infusion pump,life_sustaining,Biomedical engineering,,10.20.0.0/16
+mon-icu-01,Philips,IntelliVue MX40,B.06.75,ICU bed 4,10.20.2.21,patient monitor,diagnostic,Biomedical engineering,,10.20.0.0/16
+ct-rad-01,Siemens,SOMATOM go.Up,VA30A,Radiology CT 1,10.30.0.5,CT scanner,diagnostic,Radiology,,10.30.0.0/16
+pacs-01,Example PACS Vendor,PACS Server,7.2,Data centre,10.30.0.2,image archive,diagnostic,IT,,10.30.0.0/16
+printer-ward-3,HP,LaserJet M404,2.1,Ward 3,10.40.0.9,printer,non_clinical,IT,,10.40.0.0/16
+";
+
+/// Put the demo inventory in an empty store.
+pub async fn seed_devices(platform: &Platform) -> Result<(), ServerError> {
+    if platform.store.count_devices().await? > 0 {
+        return Ok(());
+    }
+    let import = caduceus_devices::inventory::read_csv(DEMO_INVENTORY.as_bytes())
+        .map_err(|e| ServerError::Io(format!("demo inventory: {e:?}")))?;
+    let now = platform.clock.now();
+    let mut rows = Vec::new();
+    for device in import.devices {
+        let stored = crate::devices::StoredDevice { device, exposed: false, risk: None };
+        let body = serde_json::to_string(&stored).map_err(|e| ServerError::Io(format!("demo inventory: {e}")))?;
+        rows.push(caduceus_store::devices::DeviceRow {
+            id: stored.device.id.clone(),
+            body,
+            created: now,
+            updated: now,
+        });
+    }
+    platform.store.put_devices(&rows).await?;
+    Ok(())
+}
+
 /// One demo account and the password generated for it at this start.
 #[derive(Debug)]
 pub struct DemoUser {
