@@ -180,8 +180,59 @@ pub struct AdvisoryIndex {
     by_cpe: HashMap<String, Vec<(u32, u32, Cpe)>>,
     by_hash: HashMap<String, Vec<Slot>>,
     by_name: NameIndex,
+    /// Per advisory and vulnerability: CVE ids and parsed scores, computed once (a finding
+    /// copies them rather than parsing vectors again).
+    vulns: Vec<Vec<Prepared>>,
+    /// Per advisory and product: the fixed versions its OSV ranges name.
+    fixed: Vec<Vec<Vec<String>>>,
+    /// Per advisory and product: the version a purl helper pins it to.
+    pinned: Vec<Vec<Option<(Scheme, String)>>>,
     /// Products whose version text could not be read, for reporting.
     pub unreadable_versions: usize,
+}
+
+/// What every finding of one vulnerability shares.
+struct Prepared {
+    cves: Vec<String>,
+    /// (products the score applies to, empty: all; the score).
+    scores: Vec<(Vec<String>, CvssScore)>,
+}
+
+impl Prepared {
+    fn new(advisory: &Advisory, vulnerability: &crate::model::Vulnerability) -> Prepared {
+        let mut cves: Vec<String> = vulnerability.cve.iter().cloned().collect();
+        for alias in vulnerability.aliases.iter().chain(&advisory.aliases) {
+            if alias.starts_with("CVE-") && !cves.contains(alias) {
+                cves.push(alias.clone());
+            }
+        }
+        let scores = vulnerability
+            .scores
+            .iter()
+            .filter_map(|s| {
+                let parsed = Cvss::parse(&s.vector).ok()?;
+                let score = CvssScore {
+                    version: parsed.version().to_owned(),
+                    vector: s.vector.clone(),
+                    base_score: s.base_score.unwrap_or_else(|| parsed.base_score()),
+                    severity: parsed.severity().as_str().to_owned(),
+                    network: parsed.attack_vector_network(),
+                };
+                Some((s.products.clone(), score))
+            })
+            .collect();
+        Prepared { cves, scores }
+    }
+
+    /// Newest CVSS version, then the highest score, among the scores for this product.
+    fn best_score(&self, product: &str) -> Option<CvssScore> {
+        self.scores
+            .iter()
+            .filter(|(products, _)| products.is_empty() || products.iter().any(|p| p == product))
+            .map(|(_, score)| score)
+            .max_by(|x, y| x.version.cmp(&y.version).then(x.base_score.total_cmp(&y.base_score)))
+            .cloned()
+    }
 }
 
 impl AdvisoryIndex {
@@ -194,6 +245,9 @@ impl AdvisoryIndex {
             by_cpe: HashMap::new(),
             by_hash: HashMap::new(),
             by_name: HashMap::new(),
+            vulns: Vec::new(),
+            fixed: Vec::new(),
+            pinned: Vec::new(),
             unreadable_versions: 0,
         };
         for (a, advisory) in advisories.iter().enumerate() {
@@ -220,6 +274,29 @@ impl AdvisoryIndex {
             }
             index.compiled.push(compiled);
             index.status.push(status);
+            index.vulns.push(advisory.vulnerabilities.iter().map(|v| Prepared::new(advisory, v)).collect());
+            index.pinned.push(
+                advisory
+                    .products
+                    .iter()
+                    .map(|product| {
+                        product.purls.iter().filter_map(|p| Purl::parse(p).ok()).find_map(|p| {
+                            let scheme = Scheme::from_purl_type(&p.ty);
+                            p.version.map(|v| (scheme, v))
+                        })
+                    })
+                    .collect(),
+            );
+            index.fixed.push(
+                advisory
+                    .products
+                    .iter()
+                    .map(|p| match &p.version {
+                        VersionSpec::Osv { ranges, .. } => osv_fixed_versions(ranges),
+                        _ => Vec::new(),
+                    })
+                    .collect(),
+            );
         }
         index.advisories = advisories;
         index
@@ -392,13 +469,11 @@ impl AdvisoryIndex {
         let product = advisory.products.get(p as usize)?;
         let compiled = self.compiled.get(a as usize)?.get(p as usize)?;
         // A purl helper with a version pins the product to that version.
-        if let Some(pinned) = product.purls.iter().filter_map(|p| Purl::parse(p).ok()).find_map(|p| {
-            let scheme = Scheme::from_purl_type(&p.ty);
-            p.version.map(|v| (scheme, v))
-        }) {
+        if let Some((scheme, pinned)) =
+            self.pinned.get(a as usize).and_then(|list| list.get(p as usize)).and_then(Option::as_ref)
+        {
             let version = version?;
-            let (scheme, pinned) = pinned;
-            return same_version(scheme, version, &pinned)
+            return same_version(*scheme, version, pinned)
                 .then(|| (Specificity::Exact, format!("{version} = {pinned} ({})", scheme.as_str())));
         }
         match compiled {
@@ -486,25 +561,20 @@ impl AdvisoryIndex {
             let Some(advisory) = self.advisories.get(a as usize) else { continue };
             let Some(vulnerability) = advisory.vulnerabilities.get(v as usize) else { continue };
             let Some(product) = advisory.products.get(candidate.product as usize) else { continue };
-            let mut cves: Vec<String> = vulnerability.cve.iter().cloned().collect();
-            for alias in vulnerability.aliases.iter().chain(&advisory.aliases) {
-                if alias.starts_with("CVE-") && !cves.contains(alias) {
-                    cves.push(alias.clone());
-                }
-            }
+            let Some(prepared) = self.vulns.get(a as usize).and_then(|v_| v_.get(v as usize)) else { continue };
+            let cves = prepared.cves.clone();
             let applies = |products: &[String]| products.is_empty() || products.contains(&product.id);
-            let cvss = best_score(vulnerability, &product.id);
+            let cvss = prepared.best_score(&product.id);
             let epss = cves.iter().filter_map(|c| enrichment.epss(c)).map(|e| e.score).reduce(f64::max);
             let kev = cves.iter().any(|c| enrichment.kev(c).is_some());
             let remediations: Vec<Remediation> =
                 vulnerability.remediations.iter().filter(|r| applies(&r.products)).cloned().collect();
             let mut fixed_versions: Vec<String> =
                 remediations.iter().flat_map(|r| r.fixed_versions.iter().cloned()).collect();
-            if let VersionSpec::Osv { ranges, .. } = &product.version {
-                for fixed in osv_fixed_versions(ranges) {
-                    if !fixed_versions.contains(&fixed) {
-                        fixed_versions.push(fixed);
-                    }
+            let osv_fixed = self.fixed.get(a as usize).and_then(|f| f.get(candidate.product as usize));
+            for fixed in osv_fixed.map(Vec::as_slice).unwrap_or_default() {
+                if !fixed_versions.contains(fixed) {
+                    fixed_versions.push(fixed.clone());
                 }
             }
             let status = candidate.status.finding_status();
@@ -598,27 +668,6 @@ fn same_version(scheme: Scheme, a: &str, b: &str) -> bool {
             strip(a) == strip(b)
         }
     }
-}
-
-fn best_score(vulnerability: &crate::model::Vulnerability, product: &str) -> Option<CvssScore> {
-    // Newest CVSS version first, then the highest score, among scores for this product.
-    let mut scores: Vec<CvssScore> = vulnerability
-        .scores
-        .iter()
-        .filter(|s| s.products.is_empty() || s.products.iter().any(|p| p == product))
-        .filter_map(|s| {
-            let parsed = Cvss::parse(&s.vector).ok()?;
-            Some(CvssScore {
-                version: parsed.version().to_owned(),
-                vector: s.vector.clone(),
-                base_score: s.base_score.unwrap_or_else(|| parsed.base_score()),
-                severity: parsed.severity().as_str().to_owned(),
-                network: parsed.attack_vector_network(),
-            })
-        })
-        .collect();
-    scores.sort_by(|x, y| x.version.cmp(&y.version).then(x.base_score.total_cmp(&y.base_score)));
-    scores.pop()
 }
 
 /// Apply VEX statements: a statement about a finding's vulnerability (or one of its CVEs or

@@ -66,8 +66,95 @@ enum Command {
         #[command(subcommand)]
         command: NetworkCommand,
     },
+    /// Medical-device inventory: scan SBOMs and inventories against advisories offline,
+    /// import an inventory into a server.
+    Devices {
+        #[command(subcommand)]
+        command: DevicesCommand,
+    },
+    /// Security advisories (CSAF, OSV): import them into a server.
+    Advisories {
+        #[command(subcommand)]
+        command: AdvisoriesCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum DevicesCommand {
+    /// Match an SBOM (CycloneDX, SPDX or a Cargo.lock) or an inventory CSV against advisory
+    /// files, offline, and print the findings. Exit status 3 with `--fail-on affected` when
+    /// any finding is affected.
+    Scan {
+        /// A CycloneDX (JSON/XML) or SPDX (JSON/tag-value) SBOM, or a Cargo.lock.
+        #[arg(long, required_unless_present = "inventory", conflicts_with = "inventory")]
+        sbom: Option<PathBuf>,
+        /// An inventory CSV with at least the columns id, manufacturer, model, version;
+        /// each device is matched against CSAF product trees.
+        #[arg(long)]
+        inventory: Option<PathBuf>,
+        /// An advisory file or directory: CSAF 2.0 (also CSAF VEX), OSV JSON or YAML
+        /// (repeatable). A `.sha512` beside a document must verify.
+        #[arg(long = "advisories", required = true)]
+        advisories: Vec<PathBuf>,
+        /// A CycloneDX VEX document (repeatable).
+        #[arg(long = "vex")]
+        vex: Vec<PathBuf>,
+        /// An EPSS scores CSV (as FIRST publishes it, decompressed).
+        #[arg(long)]
+        epss: Option<PathBuf>,
+        /// The CISA KEV catalogue (JSON or CSV).
+        #[arg(long)]
+        kev: Option<PathBuf>,
+        /// `table`, `json` or `sarif`.
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// `affected`: exit with status 3 when any finding is affected.
+        #[arg(long)]
+        fail_on: Option<String>,
+    },
+    /// Import an inventory CSV into a server (`POST /api/v1/devices/import`).
+    Import {
+        /// The inventory CSV.
+        #[arg(long)]
+        file: PathBuf,
+        /// The Caduceus server, e.g. https://caduceus.example:8443.
+        #[arg(long)]
+        server: String,
+        /// A file holding the API token.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Accept the server's self-signed certificate (a test install only).
+        #[arg(long)]
+        insecure: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdvisoriesCommand {
+    /// Send CSAF and OSV documents (files, directories, or a CSAF provider's ROLIE feed) to
+    /// a server, verifying each `.sha512` and, with `--keyring`, each OpenPGP signature.
+    Import {
+        /// Advisory files or directories (searched recursively for .json, .yaml, .yml).
+        paths: Vec<PathBuf>,
+        /// A CSAF ROLIE feed: a file or an http(s) URL.
+        #[arg(long)]
+        rolie: Option<String>,
+        /// Armored OpenPGP public keys; every document must then carry a `.asc` signature
+        /// they verify.
+        #[arg(long)]
+        keyring: Option<PathBuf>,
+        /// The Caduceus server, e.g. https://caduceus.example:8443.
+        #[arg(long)]
+        server: String,
+        /// A file holding the API token.
+        #[arg(long)]
+        token_file: PathBuf,
+        /// Accept the server's self-signed certificate (a test install only).
+        #[arg(long)]
+        insecure: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -413,7 +500,7 @@ enum AdminCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     match run(Cli::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -421,9 +508,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     use caduceus_server::commands;
     match cli.command {
+        Command::Devices { command } => return run_devices(command).await,
+        Command::Advisories { command } => run_advisories(command).await?,
         Command::Serve { config } => commands::serve(&config).await?,
         Command::Demo { data_dir, listen } => commands::demo(data_dir, listen).await?,
         Command::Admin { command: AdminCommand::IssueToken { config, label, replace } } => {
@@ -486,7 +575,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         })?,
         Command::Version => println!("{}", commands::version()),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Exit status of `devices scan --fail-on affected` when a finding is affected (1 stays
+/// for errors).
+const EXIT_AFFECTED: u8 = 3;
+
+async fn run_devices(command: DevicesCommand) -> anyhow::Result<ExitCode> {
+    use caduceus_server::commands::devices;
+    match command {
+        DevicesCommand::Scan { sbom, inventory, advisories, vex, epss, kev, format, fail_on } => {
+            let failed =
+                devices::scan(&devices::ScanArgs { sbom, inventory, advisories, vex, epss, kev, format, fail_on })?;
+            return Ok(if failed { ExitCode::from(EXIT_AFFECTED) } else { ExitCode::SUCCESS });
+        }
+        DevicesCommand::Import { file, server, token_file, insecure } => {
+            devices::import_devices(&file, &server, &token_file, insecure).await?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_advisories(command: AdvisoriesCommand) -> anyhow::Result<()> {
+    use caduceus_server::commands::devices;
+    match command {
+        AdvisoriesCommand::Import { paths, rolie, keyring, server, token_file, insecure } => {
+            devices::import_advisories(&devices::AdvisoryImportArgs {
+                paths,
+                rolie,
+                keyring,
+                server,
+                token_file,
+                insecure,
+            })
+            .await
+        }
+    }
 }
 
 fn run_detect(command: DetectCommand) -> anyhow::Result<()> {

@@ -15,6 +15,8 @@ use serde_json::Value;
 
 #[path = "cli/detect.rs"]
 mod detect;
+#[path = "cli/devices.rs"]
+mod devices;
 #[path = "cli/ledger.rs"]
 mod ledger;
 #[path = "cli/network.rs"]

@@ -13,6 +13,7 @@ use crate::serve::{self, Listening};
 use crate::{auth, demo, telemetry};
 
 pub mod detect;
+pub mod devices;
 pub mod ledger;
 pub mod network;
 pub mod vault;
@@ -54,6 +55,7 @@ pub async fn demo(data_dir: PathBuf, listen: String) -> Result<(), ServerError> 
     // A new admin credential every start; the previous demo one stops working.
     let token = auth::issue_admin_token(&platform, "demo-admin", None, true).await?;
     demo::seed(&platform).await?;
+    demo::seed_devices(&platform).await?;
     let identity = crate::identity::service(&platform, false).await?;
     let users = demo::seed_users(&identity).await.map_err(|e| ServerError::Io(format!("demo users: {e}")))?;
     if demo::seed_records(&platform, &identity).await? {
