@@ -106,8 +106,6 @@ fn icsma_inventory_gets_the_advisories_own_product_status() -> TestResult {
         }
     }
     let scanner = Scanner::new(advisories, Enrichment::default(), Vec::new());
-    let source_of: HashMap<&str, &str> = HashMap::new();
-    drop(source_of);
     let (mut true_positive, mut produced, mut cross) = (0usize, 0usize, 0usize);
     let mut wrong = Vec::new();
     let mut found: HashSet<(String, String, String)> = HashSet::new();
@@ -424,9 +422,6 @@ fn cyclonedx_vex_use_case_applied_to_its_sbom() -> TestResult {
     // An advisory naming every component's purl makes each one a finding for the VEX to settle.
     let mut products = Vec::new();
     let mut statuses = Vec::new();
-    for statement in &vex.vex {
-        let _ = statement;
-    }
     for (i, c) in bom.components.iter().enumerate() {
         let Some(purl) = &c.purl else { continue };
         let Some(version) = &c.version else { continue };
