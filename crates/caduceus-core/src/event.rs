@@ -519,13 +519,15 @@ pub enum Payload {
         #[schema(max_items = 32)]
         cves: Vec<String>,
         /// `affected`, `under_investigation`, `fixed` or `not_affected`.
-        #[schema(max_length = 64)]
+        #[schema(max_length = 256)]
         status: String,
         /// CVSS base score in tenths (0..=100).
+        #[schema(maximum = 100)]
         cvss_tenths: Option<u32>,
         /// In CISA's Known Exploited Vulnerabilities catalogue.
         kev: bool,
         /// The device's risk score (0..=100) after this scan.
+        #[schema(maximum = 100)]
         risk: u32,
         /// Which rule matched which field, in words.
         #[schema(max_length = 4096)]

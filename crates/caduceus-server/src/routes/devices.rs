@@ -165,6 +165,13 @@ pub struct PageQuery {
     pub limit: Option<u32>,
 }
 
+fn check_after(after: Option<&str>) -> Result<(), ApiError> {
+    if after.is_some_and(|a| a.chars().count() > 256) {
+        return Err(ApiError::new(ErrorCode::BadRequest, "after must be at most 256 characters"));
+    }
+    Ok(())
+}
+
 fn limit(value: Option<u32>) -> Result<u32, ApiError> {
     match value {
         None => Ok(100),
@@ -194,6 +201,7 @@ pub async fn list_devices(
     Query(query): Query<PageQuery>,
 ) -> Result<Json<DevicePage>, ApiError> {
     let limit = limit(query.limit)?;
+    check_after(query.after.as_deref())?;
     let devices = service(&state)?.list_devices(query.after.as_deref(), limit).await?;
     Ok(Json(DevicePage { devices: devices.into_iter().map(DeviceView::from).collect() }))
 }
@@ -246,7 +254,8 @@ pub async fn get_device(
     security(("bearer" = [])),
     responses(
         (status = 200, body = DeviceView),
-        (status = 422, description = "a field is invalid, or the body's id is not the path's", body = ErrorBody),
+        (status = 409, description = "the body's id is not the path's", body = ErrorBody),
+        (status = 422, description = "a field is invalid", body = ErrorBody),
         (status = 503, body = ErrorBody)
     )
 )]
@@ -257,7 +266,7 @@ pub async fn put_device(
     JsonObject(input): JsonObject<DeviceInput>,
 ) -> Result<Json<DeviceView>, ApiError> {
     if input.id != id {
-        return Err(ApiError::new(ErrorCode::Unprocessable, "the body's id must be the path's id"));
+        return Err(ApiError::new(ErrorCode::Conflict, "the body's id must be the path's id"));
     }
     check_id(&id)?;
     let stored = service(&state)?.put_device(input.into()).await?;
@@ -600,6 +609,7 @@ pub async fn list_advisories(
     Query(query): Query<PageQuery>,
 ) -> Result<Json<AdvisoryPage>, ApiError> {
     let limit = limit(query.limit)?;
+    check_after(query.after.as_deref())?;
     service(&state)?;
     let rows = state.platform.store.list_advisories(query.after.as_deref(), limit).await?;
     let advisories = rows
@@ -685,12 +695,31 @@ pub struct FindingQuery {
     /// Only this device's findings.
     #[param(max_length = 128)]
     pub device: Option<String>,
-    /// `affected`, `under_investigation`, `fixed` or `not_affected`.
-    #[param(max_length = 32)]
-    pub status: Option<String>,
+    pub status: Option<StatusName>,
     /// 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+/// A finding's status.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusName {
+    Affected,
+    UnderInvestigation,
+    Fixed,
+    NotAffected,
+}
+
+impl StatusName {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Affected => "affected",
+            Self::UnderInvestigation => "under_investigation",
+            Self::Fixed => "fixed",
+            Self::NotAffected => "not_affected",
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -715,15 +744,11 @@ pub async fn list_findings(
 ) -> Result<Json<FindingList>, ApiError> {
     let limit = limit(query.limit)?;
     service(&state)?;
-    if let Some(status) = &query.status
-        && !["affected", "under_investigation", "fixed", "not_affected"].contains(&status.as_str())
-    {
-        return Err(ApiError::new(
-            ErrorCode::BadRequest,
-            "status must be affected, under_investigation, fixed or not_affected",
-        ));
+    if query.device.as_deref().is_some_and(|d| d.chars().count() > 128) {
+        return Err(ApiError::new(ErrorCode::BadRequest, "device must be at most 128 characters"));
     }
-    let rows = state.platform.store.list_findings(query.device.as_deref(), query.status.as_deref(), limit).await?;
+    let status = query.status.map(StatusName::as_str);
+    let rows = state.platform.store.list_findings(query.device.as_deref(), status, limit).await?;
     let findings: Vec<Finding> = rows.iter().filter_map(|r| serde_json::from_str(&r.body).ok()).collect();
     let json = caduceus_devices::report::to_json(&findings);
     Ok(Json(FindingList { findings: json.as_array().cloned().unwrap_or_default() }))
