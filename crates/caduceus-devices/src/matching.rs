@@ -389,19 +389,16 @@ impl AdvisoryIndex {
         for hash in &component.hashes {
             for &(a, p) in self.by_hash.get(hash).map(Vec::as_slice).unwrap_or_default() {
                 let check = format!("digest {hash}");
-                let status_ok = true;
-                if status_ok {
-                    self.consider(
-                        &mut best,
-                        a,
-                        p,
-                        MatchRule::Hash,
-                        Specificity::Hash,
-                        "component.hashes",
-                        hash.clone(),
-                        check,
-                    );
-                }
+                self.consider(
+                    &mut best,
+                    a,
+                    p,
+                    MatchRule::Hash,
+                    Specificity::Hash,
+                    "component.hashes",
+                    hash.clone(),
+                    check,
+                );
             }
         }
         if let Some((key, scheme)) = &component.purl {
