@@ -43,8 +43,10 @@ use crate::util::{progress, round, scratch_dir};
 
 /// The peers' virtualenv and its pins.
 const VENV: &str = "/var/tmp/caduceus-bench-venv";
-const PIP_PINS: &[&str] =
-    &["numpy==1.26.4", "pandas==2.2.3", "scikit-learn==1.5.2", "river==0.21.2", "onnx==1.17.0", "skl2onnx==1.17.0"];
+/// The pins the tests use too (scikit-learn, skl2onnx, River, ...).
+fn requirements() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testing/ml/requirements.txt")
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -98,8 +100,10 @@ fn ensure_venv() -> anyhow::Result<PathBuf> {
         if !status.success() {
             bail!("python3 -m venv {VENV} failed");
         }
-        let status =
-            Command::new(Path::new(VENV).join("bin/pip")).args(["install", "--quiet"]).args(PIP_PINS).status()?;
+        let status = Command::new(Path::new(VENV).join("bin/pip"))
+            .args(["install", "--quiet", "-r"])
+            .arg(requirements())
+            .status()?;
         if !status.success() {
             bail!("pip install into {VENV} failed");
         }
@@ -396,7 +400,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<Value> {
         "quick": plan.quick,
         "machine": { "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) },
         "split": "stratified by label, seed 42, 30 % test (caduceus_ml::split); peers read the same split file",
-        "peers_pip": PIP_PINS,
+        "peers_requirements": "testing/ml/requirements.txt",
         "datasets": quality,
         "cross_network": cross,
         "onnx": onnx,

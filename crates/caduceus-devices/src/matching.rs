@@ -31,7 +31,7 @@ use crate::model::{
     VexStatement,
 };
 use crate::purl::Purl;
-use crate::vers::{VersRange, osv_contains, osv_fixed_versions};
+use crate::vers::{OsvMatcher, VersRange, osv_fixed_versions};
 use crate::version::{Scheme, compare};
 
 /// Which rule matched.
@@ -161,7 +161,7 @@ enum Compiled {
     Unversioned,
     Exact { scheme: Scheme, version: String },
     Range { range: VersRange, text: String },
-    Osv { scheme: Scheme },
+    Osv { scheme: Scheme, matcher: Box<OsvMatcher> },
     Never,
 }
 
@@ -189,6 +189,7 @@ pub struct AdvisoryIndex {
     pinned: Vec<Vec<Option<(Scheme, String)>>>,
     /// Products whose version text could not be read, for reporting.
     pub unreadable_versions: usize,
+    cache: ComponentCache,
 }
 
 /// What every finding of one vulnerability shares.
@@ -249,6 +250,7 @@ impl AdvisoryIndex {
             fixed: Vec::new(),
             pinned: Vec::new(),
             unreadable_versions: 0,
+            cache: ComponentCache::new(),
         };
         for (a, advisory) in advisories.iter().enumerate() {
             let a = a as u32;
@@ -350,10 +352,10 @@ impl AdvisoryIndex {
                     MatchRule::ModelNumber | MatchRule::Sku => ("device.model", device.model.clone()),
                     _ => ("device.manufacturer+model", format!("{} {}", device.manufacturer, device.model)),
                 };
-                self.consider(&mut best, a, p, rule, specificity, field, value, check);
+                self.consider(&mut best, a, p, rule, specificity, field, &value, check);
             }
         }
-        self.finish(best, Some(&device.id), None, enrichment)
+        self.finish(&best.seal(), Some(&device.id), None, enrichment)
     }
 
     /// Findings for every component of an SBOM, attributed to `device` when given.
@@ -366,8 +368,8 @@ impl AdvisoryIndex {
     pub fn match_prepared(&self, device: Option<&str>, sbom: &PreparedSbom, enrichment: &Enrichment) -> Vec<Finding> {
         let mut findings = Vec::new();
         for component in &sbom.components {
-            let best = self.match_component(component);
-            if best.0.is_empty() {
+            let best = self.cache.get_or_match(&component.cache_key, || self.match_component(component).seal());
+            if best.winners.is_empty() {
                 continue;
             }
             let reference = ComponentRef {
@@ -377,7 +379,7 @@ impl AdvisoryIndex {
                 purl: component.purl_text.clone(),
                 path: sbom.path(&component.id),
             };
-            findings.extend(self.finish(best, device, Some(reference), enrichment));
+            findings.extend(self.finish(&best, device, Some(reference), enrichment));
         }
         apply_vex(&mut findings, &sbom.vex);
         findings
@@ -389,22 +391,13 @@ impl AdvisoryIndex {
         for hash in &component.hashes {
             for &(a, p) in self.by_hash.get(hash).map(Vec::as_slice).unwrap_or_default() {
                 let check = format!("digest {hash}");
-                self.consider(
-                    &mut best,
-                    a,
-                    p,
-                    MatchRule::Hash,
-                    Specificity::Hash,
-                    "component.hashes",
-                    hash.clone(),
-                    check,
-                );
+                self.consider(&mut best, a, p, MatchRule::Hash, Specificity::Hash, "component.hashes", hash, check);
             }
         }
         if let Some((key, scheme)) = &component.purl {
             for &(a, p) in self.by_purl.get(key).map(Vec::as_slice).unwrap_or_default() {
                 let Some((specificity, check)) = self.check_version(a, p, version, Some(*scheme)) else { continue };
-                let value = component.purl_text.clone().unwrap_or_default();
+                let value = component.purl_text.as_deref().unwrap_or_default();
                 self.consider(&mut best, a, p, MatchRule::Purl, specificity, "component.purl", value, check);
             }
         }
@@ -423,7 +416,7 @@ impl AdvisoryIndex {
                         .then(|| (Specificity::Exact, format!("{version} = {} (cpe version)", product_cpe.version)))
                 };
                 let Some((specificity, check)) = checked else { continue };
-                let value = component.cpe_text.clone().unwrap_or_default();
+                let value = component.cpe_text.as_deref().unwrap_or_default();
                 self.consider(&mut best, *a, *p, MatchRule::Cpe, specificity, "component.cpe", value, check);
             }
         }
@@ -446,7 +439,7 @@ impl AdvisoryIndex {
                     MatchRule::SupplierName,
                     specificity,
                     "component.supplier+name",
-                    value,
+                    &value,
                     check,
                 );
             }
@@ -462,8 +455,6 @@ impl AdvisoryIndex {
         version: Option<&str>,
         scheme_hint: Option<Scheme>,
     ) -> Option<(Specificity, String)> {
-        let advisory = self.advisories.get(a as usize)?;
-        let product = advisory.products.get(p as usize)?;
         let compiled = self.compiled.get(a as usize)?.get(p as usize)?;
         // A purl helper with a version pins the product to that version.
         if let Some((scheme, pinned)) =
@@ -491,10 +482,10 @@ impl AdvisoryIndex {
                     .filter(|inside| *inside)
                     .map(|_| (Specificity::Range, format!("{version} within {text} ({})", range.scheme.as_str())))
             }
-            Compiled::Osv { scheme } => {
+            Compiled::Osv { scheme, matcher } => {
                 let version = version?;
-                let VersionSpec::Osv { ranges, versions } = &product.version else { return None };
-                osv_contains(ranges, versions, *scheme, version)
+                matcher
+                    .contains(version)
                     .filter(|inside| *inside)
                     .map(|_| (Specificity::Range, format!("{version} within the OSV ranges ({})", scheme.as_str())))
             }
@@ -502,6 +493,8 @@ impl AdvisoryIndex {
         }
     }
 
+    /// Record that product `p` of advisory `a` matched; each of its vulnerabilities keeps the
+    /// best match so far. The provenance is written once per match, not per vulnerability.
     #[allow(clippy::too_many_arguments)]
     fn consider(
         &self,
@@ -510,35 +503,30 @@ impl AdvisoryIndex {
         p: u32,
         rule: MatchRule,
         specificity: Specificity,
-        subject_field: &str,
-        subject_value: String,
+        subject_field: &'static str,
+        subject_value: &str,
         version_check: String,
     ) {
         let Some(statuses) = self.status.get(a as usize).and_then(|s| s.get(p as usize)) else { return };
-        let Some(product) = self.advisories.get(a as usize).and_then(|adv| adv.products.get(p as usize)) else {
+        if statuses.is_empty() {
             return;
-        };
+        }
+        let matched = best.matched.len();
+        best.matched.push(Matched {
+            product: p,
+            rule,
+            specificity,
+            subject_field,
+            subject_value: cap(subject_value),
+            version_check,
+        });
         for &(v, status) in statuses {
-            let candidate = Candidate {
-                product: p,
-                status,
-                rule,
-                specificity,
-                provenance: Provenance {
-                    rule,
-                    specificity,
-                    subject_field: subject_field.to_owned(),
-                    subject_value: cap(&subject_value),
-                    advisory_field: format!("product {}", cap(&product.id)),
-                    advisory_value: cap(&product.name),
-                    version_check: version_check.clone(),
-                },
-            };
-            match best.0.get_mut(&(a, v)) {
+            let candidate = Candidate { matched, status, rule, specificity };
+            match best.winners.get_mut(&(a, v)) {
                 Some(current) if !candidate.beats(current) => {}
                 Some(current) => *current = candidate,
                 None => {
-                    best.0.insert((a, v), candidate);
+                    best.winners.insert((a, v), candidate);
                 }
             }
         }
@@ -546,18 +534,17 @@ impl AdvisoryIndex {
 
     fn finish(
         &self,
-        best: Best,
+        best: &Sealed,
         device: Option<&str>,
         component: Option<ComponentRef>,
         enrichment: &Enrichment,
     ) -> Vec<Finding> {
-        let mut out: Vec<Finding> = Vec::with_capacity(best.0.len());
-        let mut entries: Vec<_> = best.0.into_iter().collect();
-        entries.sort_by_key(|((a, v), _)| (*a, *v));
-        for ((a, v), candidate) in entries {
+        let mut out: Vec<Finding> = Vec::with_capacity(best.winners.len());
+        for &((a, v), ref candidate) in &best.winners {
+            let Some(matched) = best.matched.get(candidate.matched) else { continue };
             let Some(advisory) = self.advisories.get(a as usize) else { continue };
             let Some(vulnerability) = advisory.vulnerabilities.get(v as usize) else { continue };
-            let Some(product) = advisory.products.get(candidate.product as usize) else { continue };
+            let Some(product) = advisory.products.get(matched.product as usize) else { continue };
             let Some(prepared) = self.vulns.get(a as usize).and_then(|v_| v_.get(v as usize)) else { continue };
             let cves = prepared.cves.clone();
             let applies = |products: &[String]| products.is_empty() || products.contains(&product.id);
@@ -568,7 +555,7 @@ impl AdvisoryIndex {
                 vulnerability.remediations.iter().filter(|r| applies(&r.products)).cloned().collect();
             let mut fixed_versions: Vec<String> =
                 remediations.iter().flat_map(|r| r.fixed_versions.iter().cloned()).collect();
-            let osv_fixed = self.fixed.get(a as usize).and_then(|f| f.get(candidate.product as usize));
+            let osv_fixed = self.fixed.get(a as usize).and_then(|f| f.get(matched.product as usize));
             for fixed in osv_fixed.map(Vec::as_slice).unwrap_or_default() {
                 if !fixed_versions.contains(fixed) {
                     fixed_versions.push(fixed.clone());
@@ -596,7 +583,15 @@ impl AdvisoryIndex {
                 kev,
                 fixed_versions,
                 remediations,
-                provenance: candidate.provenance,
+                provenance: Provenance {
+                    rule: matched.rule,
+                    specificity: matched.specificity,
+                    subject_field: matched.subject_field.to_owned(),
+                    subject_value: matched.subject_value.clone(),
+                    advisory_field: format!("product {}", cap(&product.id)),
+                    advisory_value: cap(&product.name),
+                    version_check: matched.version_check.clone(),
+                },
             });
         }
         out
@@ -605,14 +600,88 @@ impl AdvisoryIndex {
 
 /// The best candidate per (advisory, vulnerability) for one subject.
 #[derive(Default)]
-struct Best(HashMap<(u32, u32), Candidate>);
+struct Best {
+    /// Every product that matched, with why.
+    matched: Vec<Matched>,
+    winners: HashMap<(u32, u32), Candidate>,
+}
+
+impl Best {
+    /// The winners in (advisory, vulnerability) order, ready to share.
+    fn seal(self) -> Sealed {
+        let mut winners: Vec<_> = self.winners.into_iter().collect();
+        winners.sort_by_key(|((a, v), _)| (*a, *v));
+        Sealed { matched: self.matched, winners }
+    }
+}
+
+/// What matched one subject, in (advisory, vulnerability) order.
+struct Sealed {
+    matched: Vec<Matched>,
+    winners: Vec<((u32, u32), Candidate)>,
+}
+
+/// Shards of the component cache (fleet scans run on several threads).
+const CACHE_SHARDS: usize = 16;
+/// Component identities remembered per shard; a full shard starts again.
+const CACHE_SHARD_ENTRIES: usize = 1 << 16;
+
+/// What each component identity (purl, version, CPE, hashes, supplier and name) matched, kept
+/// for the index's life. A fleet repeats the same components on every device of a model and
+/// version: matched once, the rest is a lookup. The index never changes, so an entry is never
+/// stale.
+struct ComponentCache {
+    shards: Vec<std::sync::Mutex<HashMap<String, std::sync::Arc<Sealed>>>>,
+}
+
+impl ComponentCache {
+    fn new() -> ComponentCache {
+        ComponentCache { shards: (0..CACHE_SHARDS).map(|_| std::sync::Mutex::new(HashMap::new())).collect() }
+    }
+
+    fn get_or_match(&self, key: &str, compute: impl FnOnce() -> Sealed) -> std::sync::Arc<Sealed> {
+        let shard = self.shards.get(shard_of(key)).or_else(|| self.shards.first());
+        let Some(shard) = shard else { return std::sync::Arc::new(compute()) };
+        if let Some(hit) = shard.lock().ok().and_then(|map| map.get(key).cloned()) {
+            return hit;
+        }
+        // Matched outside the lock; two threads may both match a new identity, which is harmless.
+        let sealed = std::sync::Arc::new(compute());
+        if let Ok(mut map) = shard.lock() {
+            if map.len() >= CACHE_SHARD_ENTRIES {
+                map.clear();
+            }
+            map.insert(key.to_owned(), sealed.clone());
+        }
+        sealed
+    }
+}
+
+/// A cheap, stable shard for a key (FNV-1a over its bytes).
+fn shard_of(key: &str) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in key.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h as usize % CACHE_SHARDS
+}
+
+/// One product matched by one rule: the provenance's parts.
+struct Matched {
+    product: u32,
+    rule: MatchRule,
+    specificity: Specificity,
+    subject_field: &'static str,
+    subject_value: String,
+    version_check: String,
+}
 
 struct Candidate {
-    product: u32,
+    /// Index into [`Best::matched`].
+    matched: usize,
     status: ProductStatus,
     rule: MatchRule,
     specificity: Specificity,
-    provenance: Provenance,
 }
 
 impl Candidate {
@@ -647,9 +716,10 @@ fn compile(product: &Product) -> Compiled {
             Ok(range) => Compiled::Range { range, text: if text.is_empty() { vers.clone() } else { text.clone() } },
             Err(_) => Compiled::Never,
         },
-        VersionSpec::Osv { ranges, .. } => {
-            let ecosystem = ranges.iter().find_map(|r| r.ecosystem.clone()).or_else(|| product.vendor.clone());
-            Compiled::Osv { scheme: ecosystem.as_deref().map_or(Scheme::Generic, Scheme::from_osv_ecosystem) }
+        VersionSpec::Osv { ranges, versions } => {
+            let ecosystem = ranges.iter().find_map(|r| r.ecosystem.as_deref()).or(product.vendor.as_deref());
+            let scheme = ecosystem.map_or(Scheme::Generic, Scheme::from_osv_ecosystem);
+            Compiled::Osv { scheme, matcher: Box::new(OsvMatcher::new(ranges, versions, scheme)) }
         }
         VersionSpec::Unparsed { .. } => Compiled::Never,
     }
@@ -748,13 +818,25 @@ pub struct PreparedComponent {
     cpe_text: Option<String>,
     hashes: Vec<String>,
     supplier_key: Option<String>,
+    /// Everything matching reads, joined: equal keys match the same advisories.
+    cache_key: String,
 }
 
 impl PreparedComponent {
     pub fn new(component: &Component) -> PreparedComponent {
         let purl = component.purl.as_deref().and_then(|p| Purl::parse(p).ok());
         let version = component.version.clone().or_else(|| purl.as_ref().and_then(|p| p.version.clone()));
+        let cache_key = [
+            component.purl.as_deref().unwrap_or_default(),
+            version.as_deref().unwrap_or_default(),
+            component.cpe.as_deref().unwrap_or_default(),
+            component.supplier.as_deref().unwrap_or_default(),
+            &component.name,
+            &component.hashes.join(","),
+        ]
+        .join("\u{1f}");
         PreparedComponent {
+            cache_key,
             id: component.id.clone(),
             name: component.name.clone(),
             version,

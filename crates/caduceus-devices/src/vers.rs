@@ -278,76 +278,124 @@ fn event_version(e: &OsvEvent) -> &str {
     }
 }
 
-/// OSV's evaluation of one SEMVER or ECOSYSTEM range: walk the events in version order
-/// (`introduced: "0"` first), switching "affected" on at `introduced` and off at `fixed`,
-/// after `last_affected`, and at `limit`. `None` when a version cannot be compared.
-fn osv_range_contains(range: &OsvRange, scheme: Scheme, version: &str) -> Option<bool> {
-    let key = |e: &OsvEvent| -> Option<()> {
-        let v = event_version(e);
-        if matches!(e, OsvEvent::Introduced(_)) && v == "0" {
-            return Some(());
+/// One SEMVER or ECOSYSTEM range, read once: its events checked and put in version order
+/// (`introduced: "0"` first). `Unknown` when an event's version cannot be read in the scheme:
+/// such a range can say neither yes nor no.
+#[derive(Debug, Clone)]
+enum PreparedRange {
+    Events { scheme: Scheme, events: Vec<OsvEvent> },
+    Unknown,
+}
+
+impl PreparedRange {
+    fn new(range: &OsvRange, scheme: Scheme) -> PreparedRange {
+        let is_zero = |e: &OsvEvent| matches!(e, OsvEvent::Introduced(v) if v == "0");
+        let readable = |e: &OsvEvent| is_zero(e) || compare(scheme, event_version(e), event_version(e)).is_some();
+        if !range.events.iter().all(readable) {
+            return PreparedRange::Unknown;
         }
-        compare(scheme, v, v).map(|_| ())
-    };
-    if range.events.iter().any(|e| key(e).is_none()) {
-        return None;
+        let mut events = range.events.clone();
+        events.sort_by(|a, b| match (is_zero(a), is_zero(b)) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            (false, false) => compare(scheme, event_version(a), event_version(b)).unwrap_or(Ordering::Equal),
+        });
+        PreparedRange::Events { scheme, events }
     }
-    let mut events: Vec<&OsvEvent> = range.events.iter().collect();
-    let is_zero = |e: &OsvEvent| matches!(e, OsvEvent::Introduced(v) if v == "0");
-    events.sort_by(|a, b| match (is_zero(a), is_zero(b)) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Less,
-        (false, true) => Ordering::Greater,
-        (false, false) => compare(scheme, event_version(a), event_version(b)).unwrap_or(Ordering::Equal),
-    });
-    let mut affected = false;
-    for e in events {
-        match e {
-            OsvEvent::Introduced(v) => {
-                if v == "0" || compare(scheme, version, v)? != Ordering::Less {
-                    affected = true;
+
+    /// OSV's evaluation: walk the events in version order, switching "affected" on at
+    /// `introduced` and off at `fixed`, after `last_affected`, and at `limit`. `None` when a
+    /// version cannot be compared.
+    fn contains(&self, version: &str) -> Option<bool> {
+        let PreparedRange::Events { scheme, events } = self else { return None };
+        let mut affected = false;
+        for e in events {
+            match e {
+                OsvEvent::Introduced(v) => {
+                    if v == "0" || compare(*scheme, version, v)? != Ordering::Less {
+                        affected = true;
+                    }
                 }
-            }
-            OsvEvent::Fixed(v) | OsvEvent::Limit(v) => {
-                if compare(scheme, version, v)? != Ordering::Less {
-                    affected = false;
+                OsvEvent::Fixed(v) | OsvEvent::Limit(v) => {
+                    if compare(*scheme, version, v)? != Ordering::Less {
+                        affected = false;
+                    }
                 }
-            }
-            OsvEvent::LastAffected(v) => {
-                if compare(scheme, version, v)? == Ordering::Greater {
-                    affected = false;
+                OsvEvent::LastAffected(v) => {
+                    if compare(*scheme, version, v)? == Ordering::Greater {
+                        affected = false;
+                    }
                 }
             }
         }
+        Some(affected)
     }
-    Some(affected)
+}
+
+/// One OSV `affected[]` entry's versions and ranges, read once so that checking a version
+/// costs a hash lookup, a binary search and a few comparisons. PyPA entries list hundreds of
+/// versions; comparing against each one, parsing both sides every time, was most of a fleet
+/// scan's time.
+#[derive(Debug, Clone)]
+pub struct OsvMatcher {
+    scheme: Scheme,
+    /// Every listed version as written.
+    listed: std::collections::HashSet<String>,
+    /// The listed versions readable in `scheme`, in its order (for equal-but-differently-written
+    /// versions: `1.0` and `1.0.0`).
+    sorted: Vec<String>,
+    ranges: Vec<PreparedRange>,
+}
+
+impl OsvMatcher {
+    /// `ecosystem_scheme` orders the `versions` list and ECOSYSTEM ranges without their own
+    /// ecosystem. GIT ranges (commits are not versions) are left out.
+    pub fn new(ranges: &[OsvRange], versions: &[String], ecosystem_scheme: Scheme) -> OsvMatcher {
+        let mut sorted: Vec<String> =
+            versions.iter().filter(|v| compare(ecosystem_scheme, v, v).is_some()).cloned().collect();
+        sorted.sort_by(|a, b| compare(ecosystem_scheme, a, b).unwrap_or(Ordering::Equal));
+        OsvMatcher {
+            scheme: ecosystem_scheme,
+            listed: versions.iter().cloned().collect(),
+            sorted,
+            ranges: ranges
+                .iter()
+                .filter_map(|r| osv_range_scheme(r, ecosystem_scheme).map(|scheme| PreparedRange::new(r, scheme)))
+                .collect(),
+        }
+    }
+
+    /// Whether `version` is affected: listed, or inside a range. `None` when the answer
+    /// depends on a range whose versions (or `version`) cannot be compared in the scheme.
+    pub fn contains(&self, version: &str) -> Option<bool> {
+        if self.listed.contains(version) {
+            return Some(true);
+        }
+        if compare(self.scheme, version, version).is_some()
+            && self.sorted.binary_search_by(|v| compare(self.scheme, v, version).unwrap_or(Ordering::Less)).is_ok()
+        {
+            return Some(true);
+        }
+        let mut unknown = false;
+        for range in &self.ranges {
+            match range.contains(version) {
+                Some(true) => return Some(true),
+                Some(false) => {}
+                None => unknown = true,
+            }
+        }
+        if unknown { None } else { Some(false) }
+    }
 }
 
 /// Whether `version` is affected by one OSV `affected[]` entry: listed in `versions`, or in
 /// one of its SEMVER/ECOSYSTEM `ranges`. GIT ranges are ignored (commits are not versions),
 /// so for them only the `versions` list applies. `None` when the answer depends on a range
-/// whose versions (or `version`) cannot be compared in the scheme.
+/// whose versions (or `version`) cannot be compared in the scheme. Checking many versions
+/// against one entry: build an [`OsvMatcher`] once.
 pub fn osv_contains(ranges: &[OsvRange], versions: &[String], ecosystem_scheme: Scheme, version: &str) -> Option<bool> {
-    if versions.iter().any(|v| v == version) {
-        return Some(true);
-    }
-    let mut unknown = false;
-    if compare(ecosystem_scheme, version, version).is_some()
-        && versions.iter().any(|v| compare(ecosystem_scheme, v, version) == Some(Ordering::Equal))
-    {
-        return Some(true);
-    }
-    for range in ranges {
-        let Some(scheme) = osv_range_scheme(range, ecosystem_scheme) else {
-            continue;
-        };
-        match osv_range_contains(range, scheme, version) {
-            Some(true) => return Some(true),
-            Some(false) => {}
-            None => unknown = true,
-        }
-    }
-    if unknown { None } else { Some(false) }
+    OsvMatcher::new(ranges, versions, ecosystem_scheme).contains(version)
 }
 
 /// Every `fixed` version of the non-GIT ranges, in order, without duplicates.

@@ -226,13 +226,46 @@ impl Dense {
                     *a += leaf(i);
                 }
             }
-            for (a, row) in acc_rest.iter_mut().zip(rest.chunks_exact(dims)) {
-                let mut i = 0usize;
-                for _ in 0..D {
-                    i = step(i, row);
+        }
+        // Rows left over (a single row, as the spine scores flows): walk LANES trees side by
+        // side instead, for the same overlap.
+        for (a, row) in acc_rest.iter_mut().zip(rest.chunks_exact(dims)) {
+            self.add_row_d::<D>(row, a);
+        }
+    }
+
+    /// Add every tree's leaf for one row to `acc` (in tree order, as the row-lockstep path
+    /// adds them, so both give the same bits), `LANES` trees walked in lockstep.
+    fn add_row_d<const D: usize>(&self, row: &[f32], acc: &mut f32) {
+        const LANES: usize = 8;
+        let internal = (1usize << D) - 1;
+        let step = |tree: &DenseTree, i: usize| {
+            let (m, t) = tree.nodes.get(i & (SLOTS - 1)).copied().unwrap_or((0, 0.0));
+            let x = row.get((m & FEATURE_MASK) as usize).copied().unwrap_or(f32::NAN);
+            let right = (x > t) | (x.is_nan() & (m & NAN_RIGHT != 0));
+            2 * i + 1 + usize::from(right)
+        };
+        let leaf = |tree: &DenseTree, i: usize| {
+            tree.leaves.get(i.wrapping_sub(internal) & (SLOTS - 1)).copied().unwrap_or(0.0)
+        };
+        let mut groups = self.trees.chunks_exact(LANES);
+        for group in &mut groups {
+            let mut idx = [0usize; LANES];
+            for _ in 0..D {
+                for (i, tree) in idx.iter_mut().zip(group) {
+                    *i = step(tree, *i);
                 }
-                *a += leaf(i);
             }
+            for (i, tree) in idx.iter().zip(group) {
+                *acc += leaf(tree, *i);
+            }
+        }
+        for tree in groups.remainder() {
+            let mut i = 0usize;
+            for _ in 0..D {
+                i = step(tree, i);
+            }
+            *acc += leaf(tree, i);
         }
     }
 }
