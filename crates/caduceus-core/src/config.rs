@@ -403,9 +403,20 @@ pub struct NetworkConfig {
     /// Suricata `eve.json` files followed like `tail -F`.
     #[serde(default)]
     pub eve_logs: Vec<PathBuf>,
-    /// Device telemetry: an MQTT broker, `mqtt://host:port`.
+    /// Device telemetry: an MQTT broker, `mqtt://host:port` (plain, 1883) or
+    /// `mqtts://host:port` (TLS, 8883; the broker's certificate is always checked).
     #[serde(default)]
     pub mqtt_broker: Option<String>,
+    /// PEM certificates trusted for an `mqtts://` broker (the hospital's CA); the
+    /// system's trusted roots when unset.
+    #[serde(default)]
+    pub mqtt_ca_file: Option<PathBuf>,
+    /// Broker login name, when the broker asks for one.
+    #[serde(default)]
+    pub mqtt_username: Option<String>,
+    /// File holding the broker password (first line), for `mqtt_username`.
+    #[serde(default)]
+    pub mqtt_password_file: Option<PathBuf>,
     /// MQTT topic filters to subscribe to, e.g. `devices/+/telemetry`.
     #[serde(default)]
     pub mqtt_topics: Vec<String>,
@@ -459,6 +470,9 @@ impl Default for NetworkConfig {
             zeek_logs: Vec::new(),
             eve_logs: Vec::new(),
             mqtt_broker: None,
+            mqtt_ca_file: None,
+            mqtt_username: None,
+            mqtt_password_file: None,
             mqtt_topics: Vec::new(),
             model: None,
             model_threshold: None,
@@ -679,8 +693,16 @@ impl Config {
         let network = &self.network;
         if let Some(url) = &network.mqtt_broker
             && !url.starts_with("mqtt://")
+            && !url.starts_with("mqtts://")
         {
-            return Err(invalid("network.mqtt_broker", "must be mqtt://host:port"));
+            return Err(invalid("network.mqtt_broker", "must be mqtt://host:port or mqtts://host:port"));
+        }
+        if network.mqtt_ca_file.is_some() && !network.mqtt_broker.as_deref().is_some_and(|u| u.starts_with("mqtts://"))
+        {
+            return Err(invalid("network.mqtt_ca_file", "is for an mqtts:// broker"));
+        }
+        if network.mqtt_password_file.is_some() && network.mqtt_username.is_none() {
+            return Err(invalid("network.mqtt_password_file", "needs mqtt_username"));
         }
         if network.mqtt_broker.is_some() && network.mqtt_topics.is_empty() {
             return Err(invalid("network.mqtt_topics", "name at least one topic filter when mqtt_broker is set"));

@@ -6,7 +6,9 @@
 //! strings (two levels deep, capped, values under patient-identifying keys
 //! masked), a bare number as `value`, anything else as its length only.
 //!
-//! Plain `mqtt://` only for now: TLS to the broker is not wired up.
+//! `mqtt://` is plain TCP (port 1883); `mqtts://` is TLS (port 8883), the broker's certificate
+//! checked against a CA file when one is given, else the system's trusted roots, and its name
+//! against the host in the URL. There is no way to turn the check off.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +58,9 @@ pub struct MqttInput {
     /// Longest wait between reconnection attempts.
     pub max_backoff_secs: u64,
     pub credentials: Option<MqttCredentials>,
+    /// PEM certificates trusted for an `mqtts://` broker (the hospital's CA). `None`: the
+    /// system's trusted roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl MqttInput {
@@ -72,6 +77,7 @@ impl MqttInput {
             keep_alive_secs: 30,
             max_backoff_secs: 30,
             credentials: None,
+            ca_pem: None,
         }
     }
 }
@@ -175,11 +181,22 @@ pub struct MqttHandle {
     pub stats: Arc<MqttStats>,
 }
 
-fn parse_broker(url: &str) -> Result<(String, u16), NetError> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .ok_or_else(|| NetError::Mqtt("broker must be mqtt://host:port (tls is not supported yet)".into()))?;
+/// Where the broker is: host, port, and whether to speak TLS.
+#[derive(Debug, PartialEq, Eq)]
+struct Broker {
+    host: String,
+    port: u16,
+    tls: bool,
+}
+
+fn parse_broker(url: &str) -> Result<Broker, NetError> {
+    let (rest, tls) = if let Some(rest) = url.strip_prefix("mqtts://").or_else(|| url.strip_prefix("ssl://")) {
+        (rest, true)
+    } else if let Some(rest) = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")) {
+        (rest, false)
+    } else {
+        return Err(NetError::Mqtt("broker must be mqtt://host:port or mqtts://host:port".into()));
+    };
     let rest = rest.trim_end_matches('/');
     let (host, port) = if let Some(bracketed) = rest.strip_prefix('[') {
         let (host, after) = bracketed.split_once(']').ok_or_else(|| NetError::Mqtt("bad broker address".into()))?;
@@ -192,23 +209,65 @@ fn parse_broker(url: &str) -> Result<(String, u16), NetError> {
     };
     let port = match port {
         Some(p) => p.parse::<u16>().map_err(|_| NetError::Mqtt("bad broker port".into()))?,
+        None if tls => 8883,
         None => 1883,
     };
     if host.is_empty() {
         return Err(NetError::Mqtt("broker host is empty".into()));
     }
-    Ok((host.to_owned(), port))
+    Ok(Broker { host: host.to_owned(), port, tls })
+}
+
+/// Most certificates read from a CA file.
+const MAX_CA_CERTS: usize = 1000;
+
+/// A TLS client configuration trusting `ca_pem`'s certificates, or the system's roots.
+fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, NetError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            let mut read = 0;
+            for cert in CertificateDer::pem_slice_iter(pem).take(MAX_CA_CERTS) {
+                let cert = cert.map_err(|e| NetError::Mqtt(format!("the MQTT CA file is not PEM: {e}")))?;
+                roots.add(cert).map_err(|e| NetError::Mqtt(format!("a certificate in the MQTT CA file: {e}")))?;
+                read += 1;
+            }
+            if read == 0 {
+                return Err(NetError::Mqtt("the MQTT CA file holds no certificate".into()));
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+            if roots.is_empty() {
+                return Err(NetError::Mqtt("no trusted roots on this system: give an MQTT CA file".into()));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| NetError::Mqtt(format!("tls: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 impl MqttInput {
     /// Starts the subscriber task on the current tokio runtime. Records
     /// arrive on the returned receiver; the task ends when it is dropped.
     pub fn spawn(self, clock: Arc<dyn Clock>) -> Result<(mpsc::Receiver<Telemetry>, MqttHandle), NetError> {
-        let (host, port) = parse_broker(&self.broker)?;
+        let broker = parse_broker(&self.broker)?;
         if self.topics.is_empty() {
             return Err(NetError::Mqtt("no topics to subscribe".into()));
         }
-        let mut options = MqttOptions::new(self.client_id.clone(), host, port);
+        let mut options = MqttOptions::new(self.client_id.clone(), broker.host, broker.port);
+        if broker.tls {
+            let config = tls_config(self.ca_pem.as_deref())?;
+            options.set_transport(rumqttc::Transport::tls_with_config(config.into()));
+        }
         options.set_keep_alive(Duration::from_secs(self.keep_alive_secs.max(5)));
         options.set_clean_session(true);
         options.set_max_packet_size(self.max_payload_bytes + 4096, 64 * 1024);
@@ -313,12 +372,22 @@ mod tests {
 
     #[test]
     fn broker_addresses() {
-        assert_eq!(parse_broker("mqtt://127.0.0.1:1883").unwrap(), ("127.0.0.1".into(), 1883));
-        assert_eq!(parse_broker("mqtt://broker.local").unwrap(), ("broker.local".into(), 1883));
-        assert_eq!(parse_broker("tcp://[::1]:1884").unwrap(), ("::1".into(), 1884));
-        assert_eq!(parse_broker("mqtt://[fd00::5]").unwrap(), ("fd00::5".into(), 1883));
-        assert!(parse_broker("mqtts://x:8883").is_err());
+        let at = |host: &str, port, tls| Broker { host: host.into(), port, tls };
+        assert_eq!(parse_broker("mqtt://127.0.0.1:1883").unwrap(), at("127.0.0.1", 1883, false));
+        assert_eq!(parse_broker("mqtt://broker.local").unwrap(), at("broker.local", 1883, false));
+        assert_eq!(parse_broker("tcp://[::1]:1884").unwrap(), at("::1", 1884, false));
+        assert_eq!(parse_broker("mqtt://[fd00::5]").unwrap(), at("fd00::5", 1883, false));
+        assert_eq!(parse_broker("mqtts://broker.local").unwrap(), at("broker.local", 8883, true));
+        assert_eq!(parse_broker("mqtts://x:8884").unwrap(), at("x", 8884, true));
+        assert!(parse_broker("http://x:8883").is_err());
         assert!(parse_broker("mqtt://:1883").is_err());
         assert!(parse_broker("mqtt://x:port").is_err());
+    }
+
+    #[test]
+    fn ca_files_are_checked() {
+        assert!(tls_config(Some(b"not pem")).unwrap_err().to_string().contains("no certificate"));
+        let bad = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(tls_config(Some(bad)).is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! A real publish through the Mosquitto broker on 127.0.0.1:1883, received
-//! by `MqttInput`. Skips (loudly) when no broker listens there, unless
-//! `TEST_REQUIRE_MQTT=1`, when it fails instead.
+//! by `MqttInput`; and over TLS, through a Mosquitto the test starts with a
+//! certificate from its own CA. Each skips (loudly) when there is no broker
+//! (or no `mosquitto` binary), unless `TEST_REQUIRE_MQTT=1`, when it fails
+//! instead.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -97,6 +99,143 @@ async fn unreachable_broker_is_retried_until_the_receiver_goes() {
     .expect("the input keeps retrying");
     drop(rx);
     tokio::time::timeout(Duration::from_secs(5), handle.task).await.expect("stops during its backoff").unwrap();
-    assert!(MqttInput::new("mqtts://x", vec!["t".into()], "c").spawn(Arc::new(SystemClock)).is_err());
+    assert!(MqttInput::new("http://x", vec!["t".into()], "c").spawn(Arc::new(SystemClock)).is_err());
+    let bad_ca =
+        MqttInput { ca_pem: Some(b"not a certificate".to_vec()), ..MqttInput::new("mqtts://x", vec!["t".into()], "c") };
+    assert!(bad_ca.spawn(Arc::new(SystemClock)).is_err());
     assert!(MqttInput::new("mqtt://x", vec![], "c").spawn(Arc::new(SystemClock)).is_err());
+}
+
+/// A Mosquitto of the test's own with a TLS listener, its certificate issued by a CA the test
+/// makes. Killed when dropped.
+struct TlsBroker {
+    child: std::process::Child,
+    port: u16,
+    ca_pem: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for TlsBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn program(name: &str) -> Option<std::path::PathBuf> {
+    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+async fn tls_broker(mosquitto: &std::path::Path) -> TlsBroker {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "Caduceus test hospital CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    let ca_pem = ca.pem();
+    std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
+    std::fs::write(dir.path().join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), server_key.serialize_pem()).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let d = dir.path().display();
+    std::fs::write(
+        dir.path().join("mosquitto.conf"),
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\ncafile {d}/ca.pem\ncertfile {d}/server.pem\n\
+             keyfile {d}/server.key\ntls_version tlsv1.2\npersistence false\n"
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(mosquitto)
+        .arg("-c")
+        .arg(dir.path().join("mosquitto.conf"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let broker = TlsBroker { child, port, ca_pem, dir };
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return broker;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("mosquitto did not listen on {port}");
+}
+
+/// `mqtts://`: the input trusts the hospital's CA and receives what a device publishes over
+/// TLS with `mosquitto_pub`; an input that does not trust that CA never connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_over_tls_from_a_mosquitto_signed_by_our_ca() {
+    let (Some(mosquitto), Some(publish)) = (program("mosquitto"), program("mosquitto_pub")) else {
+        if std::env::var("TEST_REQUIRE_MQTT").as_deref() == Ok("1") {
+            panic!("mosquitto and mosquitto_pub are needed and TEST_REQUIRE_MQTT=1");
+        }
+        eprintln!("SKIP telemetry_over_tls_from_a_mosquitto_signed_by_our_ca: no mosquitto binary");
+        return;
+    };
+    let broker = tls_broker(&mosquitto).await;
+    let url = format!("mqtts://localhost:{}", broker.port);
+    let input = MqttInput {
+        device_segment: 1,
+        ca_pem: Some(broker.ca_pem.clone().into_bytes()),
+        ..MqttInput::new(url.clone(), vec!["icu/+/status".into()], "caduceus-tls-sub")
+    };
+    let (mut rx, handle) = input.spawn(Arc::new(SystemClock)).unwrap();
+    // Not trusting the broker's CA: a self-made CA of its own.
+    let other = rcgen::CertifiedIssuer::self_signed(
+        {
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            p
+        },
+        rcgen::KeyPair::generate().unwrap(),
+    )
+    .unwrap();
+    let stranger = MqttInput {
+        ca_pem: Some(other.pem().into_bytes()),
+        ..MqttInput::new(url, vec!["icu/+/status".into()], "caduceus-tls-stranger")
+    };
+    let (mut stranger_rx, stranger_handle) = stranger.spawn(Arc::new(SystemClock)).unwrap();
+
+    let payload = r#"{"rate_ml_h": 4.5, "occlusion": true}"#;
+    let received = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let status = std::process::Command::new(&publish)
+                .args(["-h", "localhost", "-p", &broker.port.to_string(), "-q", "1", "-t", "icu/pump-9/status"])
+                .arg("--cafile")
+                .arg(broker.dir.path().join("ca.pem"))
+                .args(["-m", payload])
+                .status()
+                .unwrap();
+            assert!(status.success(), "mosquitto_pub over TLS failed");
+            match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+                Ok(Some(t)) => break t,
+                Ok(None) => panic!("subscriber ended"),
+                Err(_) => continue,
+            }
+        }
+    })
+    .await
+    .expect("no telemetry over TLS within 20 s");
+    assert_eq!(received.device.as_deref(), Some("pump-9"));
+    assert_eq!(received.fields["data"]["occlusion"], true);
+    assert!(handle.stats.connects.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+
+    assert!(stranger_rx.try_recv().is_err(), "an untrusted broker's messages were read");
+    assert_eq!(stranger_handle.stats.connects.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert!(stranger_handle.stats.connection_errors.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    drop(rx);
+    drop(stranger_rx);
+    let _ = tokio::time::timeout(Duration::from_secs(5), handle.task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), stranger_handle.task).await;
 }

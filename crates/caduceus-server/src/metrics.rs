@@ -314,6 +314,13 @@ impl Collector for NetworkCollector {
         ] {
             ConstCounter::new(value).encode(findings.encode_family(&KindLabel { kind })?)?;
         }
+        counter(&mut encoder, "network_baseline_saves", "Device baselines written to disk", load(&c.baseline_saves))?;
+        counter(
+            &mut encoder,
+            "network_baseline_save_errors",
+            "Writes of the device baselines that failed",
+            load(&c.baseline_save_errors),
+        )?;
         counter(&mut encoder, "network_model_loads", "Model files loaded", load(&c.model_loads))?;
         counter(
             &mut encoder,

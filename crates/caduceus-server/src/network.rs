@@ -31,7 +31,7 @@ use caduceus_core::event::Payload;
 use caduceus_core::{Actor, Severity, Timestamp};
 use caduceus_detect::{Finding, FindingKind};
 use caduceus_ml::{FeatureValue, Model};
-use caduceus_net::baseline::{BaselineParams, Baselines};
+use caduceus_net::baseline::{BASELINE_STATE_VERSION, BaselineParams, BaselineState, Baselines};
 use caduceus_net::{Flow, NetFeature};
 use caduceus_spine::{SpineError, Subscription};
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,11 @@ const MAX_READ_BYTES: usize = 4 * 1024 * 1024;
 const POLL: Duration = Duration::from_secs(1);
 /// Most flows the stage takes from the spine at once.
 const BATCH: usize = 512;
+/// How often the baselines are written to disk while flows arrive (and once more when the
+/// spine closes): a restart loses at most this much learning, never the baselines.
+const BASELINE_SAVE_EVERY: Duration = Duration::from_secs(60);
+/// Largest `baselines.json` read back (bounded by `BaselineParams`' limits well below this).
+const MAX_BASELINE_FILE: u64 = 256 * 1024 * 1024;
 
 /// Counters for `/metrics` and the status endpoint.
 #[derive(Debug, Default)]
@@ -66,6 +71,14 @@ pub struct NetworkCounters {
     pub findings_online: AtomicU64,
     pub findings_protocol: AtomicU64,
     pub findings_baseline: AtomicU64,
+    /// Devices with a baseline (learning or learned).
+    pub baseline_devices: AtomicU64,
+    /// Devices whose baselines were read back from `baselines.json` at start.
+    pub baseline_devices_restored: AtomicU64,
+    /// Times the baselines were written to `baselines.json`.
+    pub baseline_saves: AtomicU64,
+    /// Writes of `baselines.json` that failed (the next one retries).
+    pub baseline_save_errors: AtomicU64,
     /// Model files loaded (the first and every reload).
     pub model_loads: AtomicU64,
     /// Model files that failed to load (the previous model stays).
@@ -92,6 +105,8 @@ pub struct NetworkService {
     state_dir: PathBuf,
     /// Set at shutdown: the sources and the model watcher stop.
     closing: std::sync::atomic::AtomicBool,
+    /// The flow judge, awaited at shutdown so its last baseline save completes.
+    consumer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for NetworkService {
@@ -111,6 +126,7 @@ impl NetworkService {
             model_generation: AtomicU64::new(0),
             state_dir: platform.config.data_dir.join("network"),
             closing: std::sync::atomic::AtomicBool::new(false),
+            consumer: std::sync::Mutex::new(None),
         });
         service.reload_model_if_changed();
         service
@@ -185,7 +201,8 @@ impl NetworkService {
             tokio::spawn(self.clone().follow(path.clone(), SourceFormat::Eve));
         }
         if let Some(broker) = &config.mqtt_broker {
-            self.clone().start_mqtt(broker.clone(), config.mqtt_topics.clone());
+            let input = mqtt_input(config, broker)?;
+            self.clone().start_mqtt(input);
         }
         if config.model.is_some() {
             let service = self.clone();
@@ -202,8 +219,22 @@ impl NetworkService {
             });
         }
         let subscription = self.platform.spine.subscribe(NETWORK_CONSUMER).await?;
-        tokio::spawn(self.clone().run(subscription));
+        let consumer = tokio::spawn(self.clone().run(subscription));
+        if let Ok(mut slot) = self.consumer.lock() {
+            *slot = Some(consumer);
+        }
         Ok(())
+    }
+
+    /// After the spine has closed: wait (up to 10 s) for the flow judge to save the baselines
+    /// and stop.
+    pub async fn finish(&self) {
+        let consumer = self.consumer.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(consumer) = consumer
+            && tokio::time::timeout(Duration::from_secs(10), consumer).await.is_err()
+        {
+            tracing::warn!("network: the flow judge did not stop within 10 s");
+        }
     }
 
     /// Publish one source record on the spine, waiting while it is full.
@@ -350,8 +381,7 @@ impl NetworkService {
         }
     }
 
-    fn start_mqtt(self: Arc<Self>, broker: String, topics: Vec<String>) {
-        let input = caduceus_net::mqtt::MqttInput::new(broker, topics, "caduceus-network");
+    fn start_mqtt(self: Arc<Self>, input: caduceus_net::mqtt::MqttInput) {
         let (mut receiver, handle) = match input.spawn(self.platform.clock.clone()) {
             Ok(started) => started,
             Err(e) => {
@@ -466,7 +496,38 @@ impl NetworkService {
             learning_secs: config.baseline_learning_hours as f64 * 3600.0,
             ..BaselineParams::default()
         };
-        let mut baselines = Baselines::with_classes(params, classes);
+        let baselines_path = self.state_dir.join("baselines.json");
+        let mut baselines = match read_baselines(&baselines_path) {
+            Ok(Some(state)) => {
+                let restored = state.device_count() as u64;
+                self.counters.baseline_devices_restored.store(restored, Ordering::Relaxed);
+                tracing::info!(devices = restored, "network: device baselines restored");
+                Baselines::restore(params, move |ip| classes.get(&ip).cloned(), state)
+            }
+            Ok(None) => Baselines::with_classes(params, classes),
+            Err(reason) => {
+                // Learning starts again; the unreadable file is kept beside for a look.
+                tracing::warn!(%reason, "network: saved baselines not used, learning anew");
+                let _ = std::fs::rename(&baselines_path, baselines_path.with_extension("json.unreadable"));
+                Baselines::with_classes(params, classes)
+            }
+        };
+        let mut saved_at = Instant::now();
+        self.judge_flows(&mut subscription, &mut baselines, &mut saved_at, &baselines_path).await;
+        // The spine closed: keep what was learned.
+        self.save_baselines(&baselines_path, &baselines).await;
+    }
+
+    /// Judge flows until the spine closes, saving the baselines every
+    /// [`BASELINE_SAVE_EVERY`].
+    async fn judge_flows(
+        &self,
+        subscription: &mut Box<dyn Subscription>,
+        baselines: &mut Baselines,
+        saved_at: &mut Instant,
+        baselines_path: &Path,
+    ) {
+        let config = self.platform.config.network.clone();
         let mut online = config.online_detector.then(Online::new);
         let known_ae: Vec<String> = config.known_ae_titles.iter().map(|t| t.trim().to_owned()).collect();
         let hl7_senders: Vec<IpAddr> = config.hl7_senders.iter().filter_map(|ip| ip.parse().ok()).collect();
@@ -545,6 +606,44 @@ impl NetworkService {
                 && let Err(e) = subscription.ack(last.seq).await
             {
                 tracing::warn!(error = %e, "network: acknowledging failed");
+            }
+            self.counters.baseline_devices.store(baselines.state().device_count() as u64, Ordering::Relaxed);
+            if saved_at.elapsed() >= BASELINE_SAVE_EVERY {
+                self.save_baselines(baselines_path, baselines).await;
+                *saved_at = Instant::now();
+            }
+        }
+    }
+
+    /// Write the baselines to `path` (a temporary file renamed over it, so a crash mid-write
+    /// leaves the previous copy). A failure is counted and logged; the next save retries.
+    async fn save_baselines(&self, path: &Path, baselines: &Baselines) {
+        let bytes = match serde_json::to_vec(baselines.state()) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.counters.baseline_save_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "network: baselines not serialisable");
+                return;
+            }
+        };
+        let path = path.to_owned();
+        let written = tokio::task::spawn_blocking(move || {
+            let tmp = path.with_extension("json.tmp");
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, &path)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {
+                self.counters.baseline_saves.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                self.counters.baseline_save_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "network: writing baselines failed");
+            }
+            Err(e) => {
+                self.counters.baseline_save_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "network: writing baselines failed");
             }
         }
     }
@@ -745,6 +844,72 @@ impl Judge<'_> {
         }
         f
     }
+}
+
+/// The saved baselines, if there are any. `Err` when the file is there but is not a baseline
+/// state of this version (or is too large): learning then starts again.
+fn read_baselines(path: &Path) -> Result<Option<BaselineState>, String> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_BASELINE_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_BASELINE_FILE {
+        return Err(format!("{} is larger than {MAX_BASELINE_FILE} bytes", path.display()));
+    }
+    let state: BaselineState =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a baseline state: {e}", path.display()))?;
+    if state.version != BASELINE_STATE_VERSION {
+        return Err(format!("{} has state version {}, not {BASELINE_STATE_VERSION}", path.display(), state.version));
+    }
+    Ok(Some(state))
+}
+
+/// Largest MQTT CA or password file read.
+const MAX_MQTT_FILE: u64 = 1024 * 1024;
+
+fn read_small(path: &Path, what: &str) -> Result<Vec<u8>, ServerError> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| ServerError::Io(format!("cannot open the {what} {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MQTT_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ServerError::Io(format!("cannot read the {what} {}: {e}", path.display())))?;
+    if bytes.len() as u64 > MAX_MQTT_FILE {
+        return Err(ServerError::Io(format!("the {what} {} is larger than 1 MiB", path.display())));
+    }
+    Ok(bytes)
+}
+
+/// The MQTT input the configuration describes: broker, topics, CA file and login.
+fn mqtt_input(
+    config: &caduceus_core::config::NetworkConfig,
+    broker: &str,
+) -> Result<caduceus_net::mqtt::MqttInput, ServerError> {
+    let mut input = caduceus_net::mqtt::MqttInput::new(broker, config.mqtt_topics.clone(), "caduceus-network");
+    if let Some(path) = &config.mqtt_ca_file {
+        input.ca_pem = Some(read_small(path, "MQTT CA file")?);
+    }
+    if let Some(username) = &config.mqtt_username {
+        let password = match &config.mqtt_password_file {
+            Some(path) => {
+                let bytes = read_small(path, "MQTT password file")?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| ServerError::Io("the MQTT password file is not UTF-8".into()))?;
+                text.lines().next().unwrap_or_default().to_owned()
+            }
+            None => String::new(),
+        };
+        input.credentials = Some(caduceus_net::mqtt::MqttCredentials {
+            username: username.clone(),
+            password: caduceus_core::Redacted::new(password),
+        });
+    }
+    Ok(input)
 }
 
 #[cfg(test)]

@@ -157,6 +157,9 @@ pub async fn run(
         devices.stop();
     }
     platform.shutdown().await;
+    if let Some(network) = &network {
+        network.finish().await;
+    }
     match result {
         Ok(Ok(())) => {
             tracing::info!("shut down cleanly");

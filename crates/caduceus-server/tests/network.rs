@@ -263,3 +263,59 @@ async fn a_followed_zeek_log_is_scored_by_the_model_which_reloads_when_rewritten
     assert_eq!(status["model_load_errors"], 1, "{status}");
     assert_eq!(status["model"]["kind"], "gbt");
 }
+
+/// The status endpoint's number, polled until `done` says it is reached.
+async fn wait_for_status(server: &Server, key: &str, done: impl Fn(u64) -> bool) -> u64 {
+    let mut value = 0;
+    for _ in 0..300 {
+        value = server.status().await[key].as_u64().unwrap();
+        if done(value) {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{key} stayed at {value}");
+}
+
+/// Device baselines survive a restart: the server writes them when it stops and reads them
+/// back when it starts, so a restart neither forgets what is normal nor gives every device a
+/// fresh learning window. A file that is not a baseline state is set aside and learning
+/// starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_baselines_are_saved_at_shutdown_and_restored_at_start() {
+    let server = start(|_| {}).await;
+    let (status, receipt) = server.post_pcap(hl7_pcap([10, 0, 4, 4]), "application/vnd.tcpdump.pcap").await;
+    assert_eq!(status, 202, "{receipt}");
+    // Both ends are private addresses: each gets a baseline.
+    let devices = wait_for_status(&server, "baseline_devices", |n| n >= 2).await;
+    let dir = server.stop().await;
+    let saved = std::fs::read(dir.path().join("network/baselines.json")).unwrap();
+    let state: caduceus_net::baseline::BaselineState = serde_json::from_slice(&saved).unwrap();
+    assert_eq!(state.device_count() as u64, devices);
+
+    let restarted = start(|config| {
+        let network = config.data_dir.join("network");
+        std::fs::create_dir_all(&network).unwrap();
+        std::fs::write(network.join("baselines.json"), &saved).unwrap();
+    })
+    .await;
+    wait_for_status(&restarted, "baseline_devices_restored", |n| n == devices).await;
+    let dir = restarted.stop().await;
+    let again: caduceus_net::baseline::BaselineState =
+        serde_json::from_slice(&std::fs::read(dir.path().join("network/baselines.json")).unwrap()).unwrap();
+    assert_eq!(again, state, "restored and saved again unchanged");
+
+    let broken = start(|config| {
+        let network = config.data_dir.join("network");
+        std::fs::create_dir_all(&network).unwrap();
+        std::fs::write(network.join("baselines.json"), b"{\"version\": 1, \"devices\": [").unwrap();
+    })
+    .await;
+    let (status, _) = broken.post_pcap(hl7_pcap([10, 0, 4, 5]), "application/vnd.tcpdump.pcap").await;
+    assert_eq!(status, 202);
+    wait_for_status(&broken, "baseline_devices", |n| n >= 2).await;
+    assert_eq!(broken.status().await["baseline_devices_restored"], 0);
+    let dir = broken.stop().await;
+    assert!(dir.path().join("network/baselines.json.unreadable").exists());
+    assert!(dir.path().join("network/baselines.json").exists());
+}

@@ -48,6 +48,13 @@ pub struct NetworkStatus {
     pub findings_online: u64,
     pub findings_protocol: u64,
     pub findings_baseline: u64,
+    /// Devices with a baseline (learning or learned).
+    pub baseline_devices: u64,
+    /// Devices whose baselines were read back from disk at start.
+    pub baseline_devices_restored: u64,
+    /// Times the baselines were saved to disk.
+    pub baseline_saves: u64,
+    pub baseline_save_errors: u64,
     pub model_loads: u64,
     pub model_load_errors: u64,
 }
@@ -80,6 +87,10 @@ pub async fn status(State(state): State<AppState>, Caller(_caller): Caller) -> R
         findings_online: get(&c.findings_online),
         findings_protocol: get(&c.findings_protocol),
         findings_baseline: get(&c.findings_baseline),
+        baseline_devices: get(&c.baseline_devices),
+        baseline_devices_restored: get(&c.baseline_devices_restored),
+        baseline_saves: get(&c.baseline_saves),
+        baseline_save_errors: get(&c.baseline_save_errors),
         model_loads: get(&c.model_loads),
         model_load_errors: get(&c.model_load_errors),
     }))
