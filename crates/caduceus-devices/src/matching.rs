@@ -355,7 +355,9 @@ impl AdvisoryIndex {
                 self.consider(&mut best, a, p, rule, specificity, field, &value, check);
             }
         }
-        self.finish(&best.seal(), Some(&device.id), None, enrichment)
+        let mut out = Vec::new();
+        self.finish(&best.seal(), Some(&device.id), None, enrichment, &mut out);
+        out
     }
 
     /// Findings for every component of an SBOM, attributed to `device` when given.
@@ -368,6 +370,9 @@ impl AdvisoryIndex {
     pub fn match_prepared(&self, device: Option<&str>, sbom: &PreparedSbom, enrichment: &Enrichment) -> Vec<Finding> {
         let mut findings = Vec::new();
         for component in &sbom.components {
+            if !self.may_match(component) {
+                continue;
+            }
             let best = self.cache.get_or_match(&component.cache_key, || self.match_component(component).seal());
             if best.winners.is_empty() {
                 continue;
@@ -379,10 +384,22 @@ impl AdvisoryIndex {
                 purl: component.purl_text.clone(),
                 path: sbom.path(&component.id),
             };
-            findings.extend(self.finish(&best, device, Some(reference), enrichment));
+            self.finish(&best, device, Some(reference), enrichment, &mut findings);
         }
         apply_vex(&mut findings, &sbom.vex);
         findings
+    }
+
+    /// Whether any index holds a candidate for the component (most components of a fleet
+    /// have none: no need to remember them).
+    fn may_match(&self, component: &PreparedComponent) -> bool {
+        component.hashes.iter().any(|h| self.by_hash.contains_key(h))
+            || component.purl.as_ref().is_some_and(|(key, _)| self.by_purl.contains_key(key))
+            || component.cpe.as_ref().is_some_and(|cpe| self.by_cpe.contains_key(&cpe.vendor_product_key()))
+            || component
+                .supplier_key
+                .as_ref()
+                .is_some_and(|supplier| self.by_name.contains_key(&(supplier.clone(), normalise_name(&component.name))))
     }
 
     fn match_component(&self, component: &PreparedComponent) -> Best {
@@ -538,8 +555,9 @@ impl AdvisoryIndex {
         device: Option<&str>,
         component: Option<ComponentRef>,
         enrichment: &Enrichment,
-    ) -> Vec<Finding> {
-        let mut out: Vec<Finding> = Vec::with_capacity(best.winners.len());
+        out: &mut Vec<Finding>,
+    ) {
+        out.reserve(best.winners.len());
         for &((a, v), ref candidate) in &best.winners {
             let Some(matched) = best.matched.get(candidate.matched) else { continue };
             let Some(advisory) = self.advisories.get(a as usize) else { continue };
@@ -594,7 +612,6 @@ impl AdvisoryIndex {
                 },
             });
         }
-        out
     }
 }
 
