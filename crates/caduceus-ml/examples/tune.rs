@@ -4,7 +4,8 @@
 //! ```text
 //! cargo run --release -p caduceus-ml --example tune -- DATASET [key=value ...]
 //! ```
-//! Keys are `GbtParams` fields (learning_rate, max_rounds, max_depth, max_leaves, ...); several
+//! Keys are `GbtParams` fields (learning_rate, max_rounds, max_depth, max_leaves, ...) and
+//! `refit` (true/false: fit again on all training rows); several
 //! settings can be separated by `--` to try them in one run on one loaded dataset.
 
 use std::error::Error;
@@ -22,11 +23,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     let rest: Vec<String> = args.collect();
     for group in rest.split(|a| a == "--") {
         let mut params = serde_json::to_value(GbtParams::default())?;
+        let mut refit = TrainOptions::default().refit;
         for kv in group {
             let (k, v) = kv.split_once('=').ok_or("expected key=value")?;
+            if k == "refit" {
+                refit = serde_json::from_str(v)?;
+                continue;
+            }
             params.as_object_mut().ok_or("params are not an object")?.insert(k.to_owned(), serde_json::from_str(v)?);
         }
-        let opts = TrainOptions { gbt: serde_json::from_value(params)?, ..TrainOptions::default() };
+        let opts = TrainOptions { gbt: serde_json::from_value(params)?, refit, ..TrainOptions::default() };
         let t = Instant::now();
         let (m, val) = model::train(&ds, ModelKind::Gbt, &opts)?;
         let train_s = t.elapsed().as_secs_f64();

@@ -39,9 +39,10 @@ pub struct GbtParams {
     pub learning_rate: f32,
     /// Upper bound on boosting rounds (trees).
     pub max_rounds: usize,
-    /// Depth limit of a tree (root at depth 0).
+    /// Depth limit of a tree (root at depth 0); 0 picks 6, or 8 for rows of at most 8
+    /// features (sensor telemetry, where exact value combinations carry the signal).
     pub max_depth: usize,
-    /// Leaf limit of a tree.
+    /// Leaf limit of a tree; 0 picks 63, or 255 for rows of at most 8 features.
     pub max_leaves: usize,
     /// Least hessian sum in a child.
     pub min_child_weight: f64,
@@ -66,8 +67,8 @@ impl Default for GbtParams {
         Self {
             learning_rate: 0.3,
             max_rounds: 500,
-            max_depth: 6,
-            max_leaves: 63,
+            max_depth: 0,
+            max_leaves: 0,
             min_child_weight: 1e-3,
             min_samples_leaf: 2,
             lambda: 1.0,
@@ -815,6 +816,21 @@ pub fn fit(
             "training rows hold only one class; gbt needs both normal and attack rows".into(),
         ));
     }
+    let narrow = dims <= 8;
+    let resolved = GbtParams {
+        max_depth: match params.max_depth {
+            0 if narrow => 8,
+            0 => 6,
+            d => d,
+        },
+        max_leaves: match params.max_leaves {
+            0 if narrow => 255,
+            0 => 63,
+            l => l,
+        },
+        ..params.clone()
+    };
+    let params = &resolved;
     let mapper = BinMapper::fit(x, dims, params);
     let mut codes = vec![0u16; n * dims];
     for (f, col) in codes.chunks_exact_mut(n.max(1)).enumerate().take(dims) {
