@@ -65,7 +65,7 @@ pub struct GbtParams {
 impl Default for GbtParams {
     fn default() -> Self {
         Self {
-            learning_rate: 0.3,
+            learning_rate: 0.5,
             max_rounds: 500,
             max_depth: 0,
             max_leaves: 0,
