@@ -849,18 +849,11 @@ impl Judge<'_> {
 /// The saved baselines, if there are any. `Err` when the file is there but is not a baseline
 /// state of this version (or is too large): learning then starts again.
 fn read_baselines(path: &Path) -> Result<Option<BaselineState>, String> {
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
+    let bytes = match read_capped(path, MAX_BASELINE_FILE) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot open {}: {e}", path.display())),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let mut bytes = Vec::new();
-    file.take(MAX_BASELINE_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if bytes.len() as u64 > MAX_BASELINE_FILE {
-        return Err(format!("{} is larger than {MAX_BASELINE_FILE} bytes", path.display()));
-    }
     let state: BaselineState =
         serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a baseline state: {e}", path.display()))?;
     if state.version != BASELINE_STATE_VERSION {
@@ -869,20 +862,22 @@ fn read_baselines(path: &Path) -> Result<Option<BaselineState>, String> {
     Ok(Some(state))
 }
 
+/// A whole file of at most `limit` bytes; a larger one is an `InvalidData` error.
+fn read_capped(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("larger than {limit} bytes")));
+    }
+    Ok(bytes)
+}
+
 /// Largest MQTT CA or password file read.
 const MAX_MQTT_FILE: u64 = 1024 * 1024;
 
 fn read_small(path: &Path, what: &str) -> Result<Vec<u8>, ServerError> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| ServerError::Io(format!("cannot open the {what} {}: {e}", path.display())))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_MQTT_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| ServerError::Io(format!("cannot read the {what} {}: {e}", path.display())))?;
-    if bytes.len() as u64 > MAX_MQTT_FILE {
-        return Err(ServerError::Io(format!("the {what} {} is larger than 1 MiB", path.display())));
-    }
-    Ok(bytes)
+    read_capped(path, MAX_MQTT_FILE)
+        .map_err(|e| ServerError::Io(format!("cannot read the {what} {}: {e}", path.display())))
 }
 
 /// The MQTT input the configuration describes: broker, topics, CA file and login.
