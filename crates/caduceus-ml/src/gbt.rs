@@ -118,27 +118,66 @@ pub struct Gbt {
 
 /// Trees no deeper than this are scored in the dense layout.
 const MAX_DENSE_DEPTH: usize = 8;
-/// Slots per dense tree: enough for depth 8, and a power of two so `i & (SLOTS - 1)` proves
-/// every index in bounds and the compiler drops the checks.
-const SLOTS: usize = 256;
 
 /// The scoring layout: every tree padded to a complete binary tree of one depth `D`, stored
 /// in heap order (children of `i` at `2i+1`, `2i+2`). A row takes exactly `D` steps per tree
-/// with no data-dependent exit, so rows walked side by side overlap in the CPU instead of
-/// stalling on a mispredicted "is this a leaf" branch. A leaf above depth `D` is copied into
-/// every padded slot under it, so the padding nodes' tests do not matter.
+/// with no data-dependent exit, so the walks of [`LANES`] trees run side by side and overlap
+/// in the CPU instead of stalling on a mispredicted "is this a leaf" branch. A leaf above
+/// depth `D` is copied into every padded slot under it, so the padding nodes' tests do not
+/// matter.
+///
+/// Trees are stored in groups of [`LANES`], interleaved: heap slot `i` of the group's tree
+/// `k` sits at `i * LANES + k`. The eight roots share one cache line, the next level two, and
+/// a group's walks are addressed from one base at fixed offsets, so they fit in registers. The
+/// last group is filled up with trees whose leaves are all zero.
 #[derive(Clone, Debug, PartialEq)]
 struct Dense {
     depth: usize,
-    trees: Vec<DenseTree>,
+    /// Groups of `LANES` trees, each `2^D * LANES` slots in both arrays.
+    groups: usize,
+    /// Internal nodes (slot `2^D - 1` of each tree unused): (meta = feature | `NAN_RIGHT`,
+    /// threshold).
+    nodes: Vec<(u32, f32)>,
+    /// Leaves: the walk's final heap slot minus `2^D - 1`.
+    leaves: Vec<f32>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-struct DenseTree {
-    /// Internal nodes `0..2^D - 1`: (meta = feature | `NAN_RIGHT`, threshold).
-    nodes: Box<[(u32, f32); SLOTS]>,
-    /// Leaf values `0..2^D`.
-    leaves: Box<[f32; SLOTS]>,
+/// Independent walks interleaved: rows of one tree, or trees of one row.
+const LANES: usize = 8;
+
+/// Rows up to this many features are copied into a buffer this wide before the dense walk:
+/// a power of two, so `meta & (PAD - 1)` is a feature read the compiler proves in bounds.
+const PAD: usize = 128;
+type Padded = [f32; PAD];
+
+fn pad(row: &[f32], dims: usize) -> Padded {
+    let mut p = [f32::NAN; PAD];
+    for (slot, x) in p.iter_mut().zip(row.iter().take(dims)) {
+        *slot = *x;
+    }
+    p
+}
+
+/// A row as the dense walk reads it.
+trait Features {
+    /// The feature a node's `meta` names (NaN when there is none).
+    fn at(&self, meta: u32) -> f32;
+}
+
+impl Features for &[f32] {
+    #[inline(always)]
+    fn at(&self, meta: u32) -> f32 {
+        self.get((meta & FEATURE_MASK) as usize).copied().unwrap_or(f32::NAN)
+    }
+}
+
+impl Features for Padded {
+    #[inline(always)]
+    fn at(&self, meta: u32) -> f32 {
+        // Features are below `dims <= PAD`, checked when the model was read; the mask also
+        // drops the flag bits.
+        self.get(meta as usize & (PAD - 1)).copied().unwrap_or(f32::NAN)
+    }
 }
 
 impl Dense {
@@ -156,138 +195,117 @@ impl Dense {
         if d > MAX_DENSE_DEPTH {
             return None;
         }
-        let mut dense = Dense { depth: d, trees: Vec::with_capacity(roots.len()) };
-        for root in roots {
-            let mut tree = DenseTree { nodes: Box::new([(0, 0.0); SLOTS]), leaves: Box::new([0.0; SLOTS]) };
-            fill(&mut tree, d, nodes, *root as usize, 0, 0);
-            dense.trees.push(tree);
+        let stride = 1usize << d;
+        let groups = roots.len().div_ceil(LANES);
+        let mut dense = Dense {
+            depth: d,
+            groups,
+            nodes: vec![(0, 0.0); groups * stride * LANES],
+            leaves: vec![0.0; groups * stride * LANES],
+        };
+        let mut tree_nodes = vec![(0, 0.0); stride];
+        let mut tree_leaves = vec![0.0; stride];
+        for (t, root) in roots.iter().enumerate() {
+            tree_nodes.fill((0, 0.0));
+            tree_leaves.fill(0.0);
+            fill(&mut tree_nodes, &mut tree_leaves, d, nodes, *root as usize, 0, 0);
+            let (g, k) = (t / LANES, t % LANES);
+            for (i, (n, l)) in tree_nodes.iter().zip(&tree_leaves).enumerate() {
+                let at = (g * stride + i) * LANES + k;
+                if let (Some(slot), Some(leaf)) = (dense.nodes.get_mut(at), dense.leaves.get_mut(at)) {
+                    *slot = *n;
+                    *leaf = *l;
+                }
+            }
         }
         Some(dense)
     }
 
     /// Add every tree's leaf value to `acc`, one entry per row of `rows`.
     fn accumulate(&self, rows: &[f32], dims: usize, acc: &mut [f32]) {
+        if dims == 0 {
+            return;
+        }
+        for (a, row) in acc.iter_mut().zip(rows.chunks_exact(dims)) {
+            self.add_row(row, dims, a);
+        }
+    }
+
+    /// Add one row's leaves to `acc` (in tree order, as the batch path adds them, so both
+    /// give the same bits).
+    fn add_row(&self, row: &[f32], dims: usize, acc: &mut f32) {
+        let clean = !row.iter().any(|x| x.is_nan());
+        if dims <= PAD {
+            let padded = pad(row, dims);
+            if clean {
+                self.add_row_at::<true, _>(&padded, acc);
+            } else {
+                self.add_row_at::<false, _>(&padded, acc);
+            }
+        } else if clean {
+            self.add_row_at::<true, _>(&row, acc);
+        } else {
+            self.add_row_at::<false, _>(&row, acc);
+        }
+    }
+
+    fn add_row_at<const CLEAN: bool, R: Features>(&self, row: &R, acc: &mut f32) {
         match self.depth {
-            0 => self.accumulate_d::<0>(rows, dims, acc),
-            1 => self.accumulate_d::<1>(rows, dims, acc),
-            2 => self.accumulate_d::<2>(rows, dims, acc),
-            3 => self.accumulate_d::<3>(rows, dims, acc),
-            4 => self.accumulate_d::<4>(rows, dims, acc),
-            5 => self.accumulate_d::<5>(rows, dims, acc),
-            6 => self.accumulate_d::<6>(rows, dims, acc),
-            7 => self.accumulate_d::<7>(rows, dims, acc),
-            _ => self.accumulate_d::<8>(rows, dims, acc),
+            0 => self.add_row_d::<0, CLEAN, R>(row, acc),
+            1 => self.add_row_d::<1, CLEAN, R>(row, acc),
+            2 => self.add_row_d::<2, CLEAN, R>(row, acc),
+            3 => self.add_row_d::<3, CLEAN, R>(row, acc),
+            4 => self.add_row_d::<4, CLEAN, R>(row, acc),
+            5 => self.add_row_d::<5, CLEAN, R>(row, acc),
+            6 => self.add_row_d::<6, CLEAN, R>(row, acc),
+            7 => self.add_row_d::<7, CLEAN, R>(row, acc),
+            _ => self.add_row_d::<8, CLEAN, R>(row, acc),
         }
     }
 
-    fn accumulate_d<const D: usize>(&self, rows: &[f32], dims: usize, acc: &mut [f32]) {
-        /// Rows walked in lockstep: independent chains the CPU overlaps.
-        const LANES: usize = 8;
+    /// Add every tree's leaf for one row to `acc` in tree order, the `LANES` trees of a group
+    /// walked in lockstep. `CLEAN` rows hold no missing value, so the step skips the NaN test.
+    fn add_row_d<const D: usize, const CLEAN: bool, R: Features>(&self, row: &R, acc: &mut f32) {
+        let span = LANES << D;
         let internal = (1usize << D) - 1;
-        let lane_rows = (rows.len() / dims / LANES * LANES).min(acc.len() / LANES * LANES);
-        let (lockstep, rest) = rows.split_at(lane_rows * dims);
-        let (acc_lockstep, acc_rest) = acc.split_at_mut(lane_rows);
-        // Groups without a missing value take the step without the NaN test.
-        let clean: Vec<bool> = lockstep.chunks_exact(dims * LANES).map(|g| !g.iter().any(|x| x.is_nan())).collect();
-        for tree in &self.trees {
-            let step = |i: usize, row: &[f32]| {
-                let (m, t) = tree.nodes.get(i & (SLOTS - 1)).copied().unwrap_or((0, 0.0));
-                let x = row.get((m & FEATURE_MASK) as usize).copied().unwrap_or(f32::NAN);
-                let right = (x > t) | (x.is_nan() & (m & NAN_RIGHT != 0));
-                2 * i + 1 + usize::from(right)
-            };
-            let step_clean = |i: usize, row: &[f32]| {
-                let (m, t) = tree.nodes.get(i & (SLOTS - 1)).copied().unwrap_or((0, 0.0));
-                let x = row.get((m & FEATURE_MASK) as usize).copied().unwrap_or(0.0);
-                2 * i + 1 + usize::from(x > t)
-            };
-            let leaf = |i: usize| tree.leaves.get(i.wrapping_sub(internal) & (SLOTS - 1)).copied().unwrap_or(0.0);
-            for ((a, group), clean) in
-                acc_lockstep.chunks_exact_mut(LANES).zip(lockstep.chunks_exact(dims * LANES)).zip(&clean)
-            {
-                let mut lanes: [&[f32]; LANES] = [&[]; LANES];
-                for (lane, row) in lanes.iter_mut().zip(group.chunks_exact(dims)) {
-                    *lane = row;
-                }
-                let mut idx = [0usize; LANES];
-                if *clean {
-                    for _ in 0..D {
-                        for (i, row) in idx.iter_mut().zip(lanes) {
-                            *i = step_clean(*i, row);
-                        }
-                    }
-                } else {
-                    for _ in 0..D {
-                        for (i, row) in idx.iter_mut().zip(lanes) {
-                            *i = step(*i, row);
-                        }
-                    }
-                }
-                for (a, i) in a.iter_mut().zip(idx) {
-                    *a += leaf(i);
-                }
-            }
-        }
-        // Rows left over (a single row, as the spine scores flows): walk LANES trees side by
-        // side instead, for the same overlap.
-        for (a, row) in acc_rest.iter_mut().zip(rest.chunks_exact(dims)) {
-            self.add_row_d::<D>(row, a);
-        }
-    }
-
-    /// Add every tree's leaf for one row to `acc` (in tree order, as the row-lockstep path
-    /// adds them, so both give the same bits), `LANES` trees walked in lockstep.
-    fn add_row_d<const D: usize>(&self, row: &[f32], acc: &mut f32) {
-        const LANES: usize = 8;
-        let internal = (1usize << D) - 1;
-        let step = |tree: &DenseTree, i: usize| {
-            let (m, t) = tree.nodes.get(i & (SLOTS - 1)).copied().unwrap_or((0, 0.0));
-            let x = row.get((m & FEATURE_MASK) as usize).copied().unwrap_or(f32::NAN);
-            let right = (x > t) | (x.is_nan() & (m & NAN_RIGHT != 0));
-            2 * i + 1 + usize::from(right)
-        };
-        let leaf = |tree: &DenseTree, i: usize| {
-            tree.leaves.get(i.wrapping_sub(internal) & (SLOTS - 1)).copied().unwrap_or(0.0)
-        };
-        let mut groups = self.trees.chunks_exact(LANES);
-        for group in &mut groups {
-            let mut idx = [0usize; LANES];
+        for (nodes, leaves) in self.nodes.chunks_exact(span).zip(self.leaves.chunks_exact(span)) {
+            // Slot of lane k: `i * LANES + k` for heap slot `i`; going down to `2i + 1 + right`
+            // is `2 * slot - k + LANES * (1 + right)`.
+            let mut slot: [usize; LANES] = std::array::from_fn(|k| k);
             for _ in 0..D {
-                for (i, tree) in idx.iter_mut().zip(group) {
-                    *i = step(tree, *i);
+                for (k, j) in slot.iter_mut().enumerate() {
+                    // `j < LANES * 2^D`, so the mask changes nothing; it lets the compiler
+                    // see the read is inside the group.
+                    let (m, t) = nodes.get(*j & (span - 1)).copied().unwrap_or((0, 0.0));
+                    let x = row.at(m);
+                    let right = if CLEAN { x > t } else { (x > t) | (x.is_nan() & (m & NAN_RIGHT != 0)) };
+                    *j = 2 * *j - k + LANES * (1 + usize::from(right));
                 }
             }
-            for (i, tree) in idx.iter().zip(group) {
-                *acc += leaf(tree, *i);
+            for j in slot {
+                *acc += leaves.get((j - internal * LANES) & (span - 1)).copied().unwrap_or(0.0);
             }
-        }
-        for tree in groups.remainder() {
-            let mut i = 0usize;
-            for _ in 0..D {
-                i = step(tree, i);
-            }
-            *acc += leaf(tree, i);
         }
     }
 }
 
-/// Place node `i` at heap position `h` on `level` of a dense tree of depth `d`.
-fn fill(tree: &mut DenseTree, d: usize, nodes: &[Node], i: usize, h: usize, level: usize) {
+/// Place node `i` at heap position `h` on `level` of one dense tree of depth `d`.
+fn fill(tree_nodes: &mut [(u32, f32)], leaves: &mut [f32], d: usize, nodes: &[Node], i: usize, h: usize, level: usize) {
     let Some(n) = nodes.get(i) else { return };
     if n.meta & LEAF != 0 {
         let span = 1usize << (d - level);
         let first = (h + 1) * span - (1usize << d);
-        if let Some(slots) = tree.leaves.get_mut(first..first + span) {
+        if let Some(slots) = leaves.get_mut(first..first + span) {
             slots.fill(n.value);
         }
         return;
     }
-    if let Some(slot) = tree.nodes.get_mut(h) {
+    if let Some(slot) = tree_nodes.get_mut(h) {
         *slot = (n.meta, n.value);
     }
     let l = n.left as usize;
-    fill(tree, d, nodes, l, 2 * h + 1, level + 1);
-    fill(tree, d, nodes, l + 1, 2 * h + 2, level + 1);
+    fill(tree_nodes, leaves, d, nodes, l, 2 * h + 1, level + 1);
+    fill(tree_nodes, leaves, d, nodes, l + 1, 2 * h + 2, level + 1);
 }
 
 /// The serialised body: struct-of-arrays, one entry per node.
@@ -395,15 +413,16 @@ impl Gbt {
     /// The raw margin (log-odds) of one row; a short row reads missing features as NaN.
     pub fn margin(&self, row: &[f32]) -> f32 {
         if let Some(dense) = &self.dense {
-            let mut acc = [self.base_score];
-            if row.len() >= self.dims {
-                dense.accumulate(row, self.dims, &mut acc);
-            } else {
-                let mut padded = row.to_vec();
-                padded.resize(self.dims, f32::NAN);
-                dense.accumulate(&padded, self.dims, &mut acc);
+            let mut acc = self.base_score;
+            match row.get(..self.dims) {
+                Some(row) => dense.add_row(row, self.dims, &mut acc),
+                None => {
+                    let mut padded = row.to_vec();
+                    padded.resize(self.dims, f32::NAN);
+                    dense.add_row(&padded, self.dims, &mut acc);
+                }
             }
-            return acc[0];
+            return acc;
         }
         let mut sum = self.base_score;
         for &root in &self.roots {
@@ -990,6 +1009,22 @@ mod tests {
                 let walk: f32 = gbt.base_score + gbt.roots.iter().map(|r| leaf_value(&gbt.nodes, *r, row)).sum::<f32>();
                 assert!((gbt.margin(row) - walk).abs() < 1e-5, "{max_depth}");
             }
+            // The batch path gives the same bits as one row at a time.
+            let mut batch = Vec::new();
+            gbt.predict_proba_batch(&tx, &mut batch);
+            let one: Vec<f32> = tx.chunks_exact(3).map(|r| gbt.predict_proba(r)).collect();
+            assert_eq!(batch, one);
+        }
+        // Rows wider than the padded buffer are read in place, with the same result.
+        let wide = 3 + PAD;
+        let wide_x: Vec<f32> =
+            x.chunks_exact(3).flat_map(|r| r.iter().copied().chain((0..PAD).map(|i| i as f32))).collect();
+        let params = GbtParams { max_rounds: 20, max_depth: 4, ..GbtParams::default() };
+        let (gbt, _) = fit(&wide_x, &y, &[], &[], wide, &params).unwrap();
+        assert!(gbt.dense.is_some());
+        for row in wide_x.chunks_exact(wide).take(500) {
+            let walk: f32 = gbt.base_score + gbt.roots.iter().map(|r| leaf_value(&gbt.nodes, *r, row)).sum::<f32>();
+            assert!((gbt.margin(row) - walk).abs() < 1e-5);
         }
         // Deeper than the dense layout takes: scored by the node walk.
         let params =

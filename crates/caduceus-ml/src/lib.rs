@@ -18,6 +18,7 @@ pub mod gbt;
 pub mod metrics;
 pub mod model;
 pub mod onnx;
+mod onnx_trees;
 pub mod split;
 
 pub use dataset::{Dataset, Feature, FeatureKind, Limits, LoadOptions};

@@ -363,6 +363,14 @@ impl Model {
         }
     }
 
+    /// The loaded graph of an `onnx` model.
+    pub fn onnx(&self) -> Option<&OnnxModel> {
+        match &self.body {
+            Body::Onnx(o) => Some(o),
+            _ => None,
+        }
+    }
+
     /// The trees of a `gbt` model.
     pub fn gbt(&self) -> Option<&Gbt> {
         match &self.body {
@@ -418,6 +426,26 @@ impl Model {
             heap.resize(self.names.len(), f32::NAN);
             &mut heap
         };
+        self.fill_row(get, row);
+        self.score_row(row)
+    }
+
+    /// Append a live flow's row (as [`Model::score_with`] reads it) to `rows`, for
+    /// [`Model::score_batch`]. Appends nothing and returns false for an ONNX model without
+    /// feature names.
+    pub fn push_row_with<'v>(&self, get: &dyn Fn(&str) -> Option<FeatureValue<'v>>, rows: &mut Vec<f32>) -> bool {
+        if self.names.is_empty() {
+            return false;
+        }
+        let start = rows.len();
+        rows.resize(start + self.names.len(), f32::NAN);
+        if let Some(row) = rows.get_mut(start..) {
+            self.fill_row(get, row);
+        }
+        true
+    }
+
+    fn fill_row<'v>(&self, get: &dyn Fn(&str) -> Option<FeatureValue<'v>>, row: &mut [f32]) {
         for ((slot, name), lookup) in row.iter_mut().zip(&self.names).zip(&self.lookup) {
             *slot = match (get(name), lookup) {
                 (None, _) => f32::NAN,
@@ -430,7 +458,6 @@ impl Model {
                 (Some(FeatureValue::Text(t)), Some(map)) => code_of(map, t.trim()),
             };
         }
-        self.score_row(row)
     }
 
     /// The columns of `ds` in this model's feature order, as model values, for `rows`.

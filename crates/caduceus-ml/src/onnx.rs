@@ -18,6 +18,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::dims;
 
+use crate::onnx_trees::Trees;
 use crate::{MlError, Result};
 
 /// ONNX files larger than this are refused (tree ensembles of 500 deep trees are ~50 MB).
@@ -30,6 +31,9 @@ pub struct OnnxModel {
     plan: Arc<TypedRunnableModel>,
     dims: usize,
     output: usize,
+    /// The direct tree evaluator, when the graph is one `TreeEnsembleClassifier` it covers
+    /// and it agreed with tract on the probe rows at load (see `onnx_trees`).
+    trees: Option<Arc<Trees>>,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -38,6 +42,7 @@ impl std::fmt::Debug for OnnxModel {
             .field("bytes", &self.bytes.len())
             .field("dims", &self.dims)
             .field("output", &self.output)
+            .field("direct_trees", &self.trees.is_some())
             .finish()
     }
 }
@@ -61,7 +66,14 @@ impl OnnxModel {
         let outputs = model.output_outlets().map_err(err)?.len();
         let output = if outputs >= 2 { 1 } else { 0 };
         let plan = model.into_optimized().map_err(err)?.into_runnable().map_err(err)?;
-        Ok(OnnxModel { bytes: Arc::new(bytes), plan, dims, output })
+        let mut m = OnnxModel { bytes: Arc::new(bytes), plan, dims, output, trees: None };
+        m.trees = direct_trees(&proto, &m).map(Arc::new);
+        Ok(m)
+    }
+
+    /// Whether rows are scored by the direct tree evaluator rather than by tract.
+    pub fn direct_trees(&self) -> bool {
+        self.trees.is_some()
     }
 
     /// Features per row.
@@ -87,6 +99,14 @@ impl OnnxModel {
         if n == 0 {
             return Ok(Vec::new());
         }
+        if let Some(trees) = &self.trees {
+            let mut scratch = Vec::new();
+            return Ok(rows.chunks_exact(self.dims).map(|r| trees.score(r, &mut scratch)).collect());
+        }
+        self.predict_batch_tract(rows, n)
+    }
+
+    fn predict_batch_tract(&self, rows: &[f32], n: usize) -> Result<Vec<f32>> {
         let input = Tensor::from_shape(&[n, self.dims], rows).map_err(err)?;
         let outputs = self.plan.run(tvec!(input.into_tvalue())).map_err(err)?;
         let out = outputs.get(self.output).ok_or_else(|| MlError::Onnx("model produced too few outputs".into()))?;
@@ -109,6 +129,50 @@ impl OnnxModel {
     pub fn predict(&self, row: &[f32]) -> Result<f32> {
         self.predict_batch(row)?.first().copied().ok_or_else(|| MlError::Onnx("no output for the row".into()))
     }
+}
+
+/// The direct evaluator for a graph that is exactly one `TreeEnsembleClassifier` reading the
+/// input, if it covers the node and scores probe rows as tract does.
+fn direct_trees(proto: &tract_onnx::pb::ModelProto, model: &OnnxModel) -> Option<Trees> {
+    let graph = proto.graph.as_ref()?;
+    let [node] = graph.node.as_slice() else { return None };
+    let input = graph.input.iter().find(|i| !graph.initializer.iter().any(|t| t.name == i.name))?;
+    if node.input.first() != Some(&input.name) || node.output.len() != 2 || model.output != 1 {
+        return None;
+    }
+    let trees = Trees::from_node(node)?;
+    if !trees.reads_within(model.dims) {
+        return None;
+    }
+    // Probe rows: every threshold of every node as a feature value, shifted a little either
+    // way, so both sides of each split are taken; plus all-missing and all-zero rows.
+    let d = model.dims;
+    let thresholds: Vec<f32> = node
+        .attribute
+        .iter()
+        .find(|a| a.name == "nodes_values")
+        .map(|a| a.floats.iter().copied().filter(|v| v.is_finite()).collect())
+        .unwrap_or_default();
+    let mut probe = vec![f32::NAN; d];
+    probe.extend(std::iter::repeat_n(0.0, d));
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for r in 0..62usize {
+        for f in 0..d {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let pick = (seed >> 33) as usize;
+            let t = thresholds.get(pick % thresholds.len().max(1)).copied().unwrap_or(0.0);
+            let nudge = if (seed >> 20) & 1 == 0 { 1.0 - 1e-3 } else { 1.0 + 1e-3 };
+            probe.push(if (r + f) % 17 == 0 { f32::NAN } else { t * nudge + (nudge - 1.0) });
+        }
+    }
+    let rows = probe.len() / d.max(1);
+    let theirs = model.predict_batch_tract(&probe, rows).ok()?;
+    let mut scratch = Vec::new();
+    let agree = probe.chunks_exact(d.max(1)).zip(&theirs).all(|(row, t)| {
+        let ours = trees.score(row, &mut scratch);
+        (ours - t).abs() <= 1e-4 * t.abs().max(1.0) || (ours.is_nan() && t.is_nan())
+    });
+    agree.then_some(trees)
 }
 
 /// The width `d` of the first real input (not an initializer), declared as `[N, d]`.

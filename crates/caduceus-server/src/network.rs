@@ -34,6 +34,7 @@ use caduceus_ml::{FeatureValue, Model};
 use caduceus_net::baseline::{BASELINE_STATE_VERSION, BaselineParams, BaselineState, Baselines};
 use caduceus_net::{Flow, NetFeature};
 use caduceus_spine::{SpineError, Subscription};
+use caduceus_store::StoredEvent;
 use serde::{Deserialize, Serialize};
 
 use crate::platform::{Platform, ServerError};
@@ -553,21 +554,27 @@ impl NetworkService {
             let model = self.model();
             let mut findings = Vec::new();
             let started = Instant::now();
-            for stored in &events {
-                let Payload::LogRecord { category: Some(category), fields, .. } = stored.event.payload() else {
-                    continue;
-                };
-                if category != "network_connection" {
-                    continue;
-                }
-                let Some(flow) = Flow::from_fields(fields) else {
-                    continue;
-                };
+            let flows: Vec<(&StoredEvent, Flow)> = events
+                .iter()
+                .filter_map(|stored| {
+                    let Payload::LogRecord { category: Some(category), fields, .. } = stored.event.payload() else {
+                        return None;
+                    };
+                    if category != "network_connection" {
+                        return None;
+                    }
+                    Some((stored, Flow::from_fields(fields)?))
+                })
+                .collect();
+            // The model scores the whole batch in one call: its batch path walks several flows
+            // through each tree side by side, which is what the speed target is measured on.
+            let scores = model.as_ref().map(|loaded| score_flows(&loaded.model, flows.iter().map(|(_, f)| f)));
+            for (n, (stored, flow)) in flows.iter().enumerate() {
                 self.counters.flows_judged.fetch_add(1, Ordering::Relaxed);
                 let time = stored.event.time();
-                let judge = Judge { seq: stored.seq, time, flow: &flow };
+                let judge = Judge { seq: stored.seq, time, flow };
                 if let Some(loaded) = &model {
-                    let score = score_flow(&loaded.model, &flow);
+                    let score = scores.as_ref().and_then(|s| s.get(n)).copied().unwrap_or(f32::NAN);
                     if score >= loaded.threshold {
                         self.counters.findings_model.fetch_add(1, Ordering::Relaxed);
                         findings.push(judge.model_finding(loaded, score));
@@ -667,20 +674,44 @@ impl NetworkService {
 
 /// Score a flow with the model: its fields by the model's feature names.
 pub fn score_flow(model: &Model, flow: &Flow) -> f32 {
-    // Categories are owned by the flow's answers; keep them here so the
-    // model can borrow them while it scores.
-    let texts: Vec<(&str, String)> = model
-        .feature_names()
-        .iter()
-        .filter_map(|name| match flow.feature(name) {
-            Some(NetFeature::Text(t)) => Some((name.as_str(), t)),
-            _ => None,
-        })
-        .collect();
-    model.score_with(&|name| match flow.feature(name)? {
-        NetFeature::Num(v) => Some(FeatureValue::Num(v)),
-        NetFeature::Text(_) => texts.iter().find(|(n, _)| *n == name).map(|(_, t)| FeatureValue::Text(t.as_str())),
-    })
+    score_flows(model, [flow]).first().copied().unwrap_or(f32::NAN)
+}
+
+/// Score flows with the model in one batch, one score per flow (NaN where the model cannot
+/// read flows: an ONNX model without feature names, or one that failed).
+pub fn score_flows<'f>(model: &Model, flows: impl IntoIterator<Item = &'f Flow>) -> Vec<f32> {
+    let mut rows = Vec::new();
+    let mut n = 0usize;
+    let mut readable = true;
+    for flow in flows {
+        n += 1;
+        // Categories are owned by the flow's answers; keep them here so the
+        // model can borrow them while it reads the row.
+        let texts: Vec<(&str, String)> = model
+            .feature_names()
+            .iter()
+            .filter_map(|name| match flow.feature(name) {
+                Some(NetFeature::Text(t)) => Some((name.as_str(), t)),
+                _ => None,
+            })
+            .collect();
+        readable &= model.push_row_with(
+            &|name| match flow.feature(name)? {
+                NetFeature::Num(v) => Some(FeatureValue::Num(v)),
+                NetFeature::Text(_) => {
+                    texts.iter().find(|(n, _)| *n == name).map(|(_, t)| FeatureValue::Text(t.as_str()))
+                }
+            },
+            &mut rows,
+        );
+    }
+    if !readable {
+        return vec![f32::NAN; n];
+    }
+    match model.score_batch(&rows) {
+        Ok(scores) if scores.len() == n => scores,
+        Ok(_) | Err(_) => vec![f32::NAN; n],
+    }
 }
 
 /// The findings one flow may raise.
