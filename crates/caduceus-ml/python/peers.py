@@ -141,6 +141,7 @@ def main():
     ap.add_argument("--drop-columns")
     ap.add_argument("--normal-values")
     ap.add_argument("--jobs", type=int, default=None, help="RandomForest n_jobs (default: scikit-learn's)")
+    ap.add_argument("--seed", type=int, default=42, help="HalfSpaceTrees seed (default 42)")
     args = ap.parse_args()
 
     with open(args.split_file) as f:
@@ -188,7 +189,7 @@ def main():
     else:
         from river import anomaly, compose, preprocessing
 
-        model = compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=42))
+        model = compose.Pipeline(preprocessing.MinMaxScaler(), anomaly.HalfSpaceTrees(seed=args.seed))
 
         def rows(M):
             for r in M:
@@ -205,7 +206,7 @@ def main():
         scores = np.array([model.score_one(x) for x in rows(Xte)])
         t2 = time.perf_counter()
         pred = (scores >= threshold).astype(np.int8)
-        out = {"model": "river-hst"}
+        out = {"model": "river-hst", "seed": args.seed}
         out.update(metrics(yte, pred, scores))
         out["threshold"] = threshold
     out["train_rows"] = int(len(train_idx))

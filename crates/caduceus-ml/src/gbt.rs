@@ -133,8 +133,6 @@ const MAX_DENSE_DEPTH: usize = 8;
 #[derive(Clone, Debug, PartialEq)]
 struct Dense {
     depth: usize,
-    /// Groups of `LANES` trees, each `2^D * LANES` slots in both arrays.
-    groups: usize,
     /// Internal nodes (slot `2^D - 1` of each tree unused): (meta = feature | `NAN_RIGHT`,
     /// threshold).
     nodes: Vec<(u32, f32)>,
@@ -197,9 +195,9 @@ impl Dense {
         }
         let stride = 1usize << d;
         let groups = roots.len().div_ceil(LANES);
+        // Groups of `LANES` trees, each `2^D * LANES` slots in both arrays.
         let mut dense = Dense {
             depth: d,
-            groups,
             nodes: vec![(0, 0.0); groups * stride * LANES],
             leaves: vec![0.0; groups * stride * LANES],
         };
