@@ -581,7 +581,7 @@ impl NetworkService {
                     }
                 }
                 if let Some(online) = online.as_mut()
-                    && let Some(score) = online.judge(&flow, config.online_warmup)
+                    && let Some(score) = online.judge(flow, config.online_warmup)
                     && f64::from(score) >= config.online_threshold
                 {
                     self.counters.findings_online.fetch_add(1, Ordering::Relaxed);
@@ -591,7 +591,7 @@ impl NetworkService {
                     self.counters.findings_protocol.fetch_add(1, Ordering::Relaxed);
                     findings.push(finding);
                 }
-                for alert in baselines.observe(&flow) {
+                for alert in baselines.observe(flow) {
                     self.counters.findings_baseline.fetch_add(1, Ordering::Relaxed);
                     findings.push(judge.baseline_finding(&alert));
                 }
