@@ -35,7 +35,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     if m.dims() != ds.dims() {
         return Err(format!("the model reads {} features, the dataset has {}", m.dims(), ds.dims()).into());
     }
-    let batches: Vec<&[f32]> = ds.values.chunks(d * 512).collect();
+    // Rows in a shuffled order (as a test split samples them), not the file's: files are often
+    // sorted by class or time, which flatters the cache.
+    let mut order: Vec<usize> = (0..ds.rows()).collect();
+    let mut seed = 42u64;
+    for i in (1..order.len()).rev() {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        order.swap(i, (seed >> 33) as usize % (i + 1));
+    }
+    let shuffled: Vec<f32> =
+        order.iter().filter_map(|&r| ds.values.get(r * d..(r + 1) * d)).flatten().copied().collect();
+    let batches: Vec<&[f32]> = shuffled.chunks(d * 512).collect();
     let mut sink = 0.0f32;
     let mut batched = Vec::new();
     let mut single = Vec::new();
@@ -46,7 +56,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         batched.push(ds.rows() as f64 / (cpu_seconds(&t) - c0));
         let (t, c0) = (Instant::now(), cpu_seconds(&Instant::now()));
-        for row in ds.values.chunks_exact(d) {
+        for row in shuffled.chunks_exact(d) {
             sink += m.score_row(row);
         }
         single.push(ds.rows() as f64 / (cpu_seconds(&t) - c0));
