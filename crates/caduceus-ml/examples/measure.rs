@@ -18,6 +18,9 @@ use caduceus_ml::dataset::{Dataset, LoadOptions};
 use caduceus_ml::model::{self, ModelKind, TrainOptions};
 use caduceus_ml::split::{self, SplitSpec};
 
+mod common;
+use common::cpu_seconds;
+
 fn main() -> Result<(), Box<dyn Error>> {
     let mut python: Option<String> = None;
     let mut online = false;
@@ -111,13 +114,4 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     Ok(())
-}
-
-/// CPU time of this thread in seconds (Linux `/proc/thread-self/schedstat`): speeds are per
-/// core-second even when other work shares the machine. Wall time where it is unavailable.
-fn cpu_seconds(wall: &Instant) -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or_else(|| wall.elapsed().as_secs_f64(), |ns| ns / 1e9)
 }

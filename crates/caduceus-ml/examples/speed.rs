@@ -17,6 +17,9 @@ use std::time::Instant;
 use caduceus_ml::dataset::{Dataset, LoadOptions};
 use caduceus_ml::model::{self, Model, ModelKind, TrainOptions};
 
+mod common;
+use common::cpu_seconds;
+
 fn main() -> Result<(), Box<dyn Error>> {
     let mut args = std::env::args().skip(1);
     let data = PathBuf::from(args.next().ok_or("usage: speed DATASET MODEL [REPEATS]")?);
@@ -67,12 +70,4 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     println!("batches of 512: {} rows/s | one at a time: {} rows/s ({sink:.0})", show(batched), show(single));
     Ok(())
-}
-
-/// CPU time of this thread in seconds (Linux `/proc/thread-self/schedstat`).
-fn cpu_seconds(wall: &Instant) -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or_else(|| wall.elapsed().as_secs_f64(), |ns| ns / 1e9)
 }
