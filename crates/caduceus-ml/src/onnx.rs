@@ -140,6 +140,11 @@ fn direct_trees(proto: &tract_onnx::pb::ModelProto, model: &OnnxModel) -> Option
     if node.input.first() != Some(&input.name) || node.output.len() != 2 || model.output != 1 {
         return None;
     }
+    // The probe rows below are `64 * dims` floats; a model declaring an absurd width (a damaged
+    // or hostile file) keeps tract rather than making us allocate for it.
+    if model.dims > 1 << 16 {
+        return None;
+    }
     let trees = Trees::from_node(node)?;
     if !trees.reads_within(model.dims) {
         return None;
