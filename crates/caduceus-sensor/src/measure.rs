@@ -33,6 +33,9 @@ pub struct MeasureOptions {
     pub base_dir: Option<PathBuf>,
     /// [`SensorConfig::realtime`] for the sensor thread.
     pub realtime: bool,
+    /// [`SensorConfig::block_judged`]: the open gate refuses the simulator
+    /// its next open at the verdict.
+    pub block: bool,
 }
 
 impl Default for MeasureOptions {
@@ -47,6 +50,7 @@ impl Default for MeasureOptions {
             grace: Duration::from_secs(2),
             base_dir: None,
             realtime: true,
+            block: true,
         }
     }
 }
@@ -66,6 +70,10 @@ pub struct Measurement {
     pub reasons: Vec<String>,
     /// Whether the sensor knew the writer's pid.
     pub fanotify: bool,
+    /// Whether the sensor's open gate ran.
+    pub gate: bool,
+    /// Opens the gate refused the simulator.
+    pub denied_opens: usize,
 }
 
 /// Median and worst over trials of one style.
@@ -111,6 +119,7 @@ fn sensor_config(corpus: PathBuf, opts: &MeasureOptions) -> SensorConfig {
     cfg.fanotify = opts.fanotify;
     cfg.heartbeat = None;
     cfg.realtime = opts.realtime;
+    cfg.block_judged = opts.block;
     cfg
 }
 
@@ -135,6 +144,7 @@ pub fn measure_style(style: Style, opts: &MeasureOptions) -> Result<Measurement>
     })?;
     let canaries = handle.canary_paths().to_vec();
     let fanotify = handle.fanotify_active();
+    let gate = handle.gate_active();
     let sim_opts = SimOptions { seed: opts.seed, order: opts.order, slow_interval: opts.slow_interval };
     let started = Instant::now();
     let outcome = simulate::simulate_ransomware(&corpus, style, &sim_opts, &stop);
@@ -159,6 +169,8 @@ pub fn measure_style(style: Style, opts: &MeasureOptions) -> Result<Measurement>
             .map(|(t, _)| u64::try_from(t.duration_since(started).as_millis()).unwrap_or(u64::MAX)),
         reasons: first.map(|(_, r)| r).unwrap_or_default(),
         fanotify,
+        gate,
+        denied_opens: outcome.denied,
     })
 }
 
@@ -256,6 +268,8 @@ mod tests {
             detection_ms: detected.then_some(5),
             reasons: vec![],
             fanotify: false,
+            gate: false,
+            denied_opens: 0,
         };
         let s = summarize(Style::InPlace, vec![m(2, true), m(3, true), m(10, false)]);
         assert_eq!((s.median_files_lost, s.worst_files_lost, s.detected), (3.0, 10, 2));

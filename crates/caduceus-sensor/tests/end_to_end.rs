@@ -213,6 +213,61 @@ fn kill_response_kills_the_encrypting_process() {
     assert!(still_plain >= 30, "only {still_plain} of 40 documents survived");
 }
 
+/// A writer that ignores the verdict (no kill, no stop flag): with the open
+/// gate its next open after the verdict is refused, and every one after it;
+/// without the gate it encrypts the whole share.
+#[test]
+fn open_gate_refuses_a_judged_writer_its_next_files() {
+    if !fanotify_works() {
+        eprintln!("SKIP fanotify unavailable here (needs CAP_SYS_ADMIN): no permission events, no open gate");
+        return;
+    }
+    for (style, block) in [
+        (Style::InPlace, true),
+        (Style::Partial, true),
+        (Style::CopyDelete, true),
+        (Style::Rename, true),
+        (Style::InPlace, false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let share = dir.path().join("share");
+        caduceus_sensor::make_corpus(&share, 30, 17).unwrap();
+        let responses = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = Arc::clone(&responses);
+        let mut cfg = SensorConfig::new(vec![share.clone()]);
+        cfg.fanotify = FanotifyMode::Required;
+        cfg.block_judged = block;
+        cfg.heartbeat = None;
+        let handle = Sensor::start(cfg, move |r| {
+            if r.verdict == Verdict::Ransomware {
+                sink.lock().unwrap().extend(r.response.iter().cloned());
+            }
+        })
+        .unwrap();
+        assert_eq!(handle.gate_active(), block);
+        let ignored = AtomicBool::new(false);
+        let out = simulate_ransomware(&share, style, &SimOptions::default(), &ignored).unwrap();
+        let stats = handle.stop();
+        let responses = responses.lock().unwrap().clone();
+        eprintln!(
+            "{} gate={block}: encrypted {} of {}, {} opens refused, responses {responses:?}, {stats:?}",
+            style.as_str(),
+            out.files_done,
+            out.files_total,
+            out.denied
+        );
+        assert!(stats.ransomware_reports >= 1, "{style:?} not detected");
+        if block {
+            assert!(out.files_done <= 3, "{style:?}: {} files encrypted past the gate", out.files_done);
+            assert_eq!(out.files_done + out.denied, out.files_total);
+            assert!(stats.denied_opens as usize >= out.denied);
+            assert!(responses.iter().any(|r| r.starts_with("blocked opens")), "{responses:?}");
+        } else {
+            assert_eq!((out.files_done, out.denied, stats.denied_opens), (out.files_total, 0, 0));
+        }
+    }
+}
+
 #[test]
 fn stop_flag_style_measurement_counts_only_documents() {
     let stop = Arc::new(AtomicBool::new(true));

@@ -6,6 +6,7 @@
 //! a callback that must not block (hand them to a channel).
 
 mod engine;
+mod gate;
 mod response;
 
 use std::collections::{HashMap, VecDeque};
@@ -32,6 +33,7 @@ use crate::report::{Counts, PathHasher, Report, Status, Verdict};
 use crate::score::{Decision, ScoreConfig};
 use crate::{Result, SensorError};
 use engine::{Engine, InodeKey};
+use gate::Gate;
 use response::Responder;
 
 /// Whether to use fanotify for the writer's pid.
@@ -66,6 +68,12 @@ pub struct SensorConfig {
     /// /proc) at the moment of the verdict. Off by default: it cannot tell
     /// ransomware from a database or editor writing on the same share.
     pub kill_open_file_writers: bool,
+    /// Refuse a process judged to be ransomware every further open of a
+    /// file under the roots, at the verdict (fanotify permission events; see
+    /// `gate`). Every open under the roots then waits until the sensor has
+    /// scored the writes before it (microseconds; at most 50 ms). Needs
+    /// fanotify; ignored without it.
+    pub block_judged: bool,
     /// Keys the hashes of file paths in reports.
     pub hasher: PathHasher,
     pub score: ScoreConfig,
@@ -104,6 +112,7 @@ impl SensorConfig {
             fanotify: FanotifyMode::Auto,
             response: Response::None,
             kill_open_file_writers: false,
+            block_judged: true,
             hasher: PathHasher::new(rand::random()),
             score: ScoreConfig::default(),
             heartbeat: Some(Duration::from_secs(60)),
@@ -129,6 +138,16 @@ pub struct SensorStats {
     pub seeded_files: u64,
     pub watched_dirs: u64,
     pub fanotify: bool,
+    /// Whether the open gate ran (judged processes refused their opens).
+    pub gate: bool,
+    /// Opens under the roots the gate answered.
+    pub gated_opens: u64,
+    /// Of those, opens that waited for the sensor to catch up.
+    pub gate_waits: u64,
+    /// Waits cut short at the cap (the open was allowed).
+    pub gate_timeouts: u64,
+    /// Opens refused to judged processes.
+    pub denied_opens: u64,
 }
 
 /// The entry point: [`Sensor::start`].
@@ -141,6 +160,7 @@ pub struct SensorHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<SensorStats>>,
     fanotify: bool,
+    gate: bool,
     canaries: Vec<PathBuf>,
     roots: Vec<PathBuf>,
 }
@@ -188,6 +208,7 @@ impl Sensor {
             Ok(runner) => {
                 let stop = Arc::new(AtomicBool::new(false));
                 let fanotify = runner.fanotify.is_some();
+                let gate = runner.gate.is_some();
                 let canaries = runner.canaries.canaries().iter().map(|c| c.path.clone()).collect();
                 let flag = Arc::clone(&stop);
                 let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
@@ -198,7 +219,7 @@ impl Sensor {
                 // Return only once the thread runs its loop: the first
                 // events must not wait for the thread to be scheduled.
                 let _ = ready_rx.recv();
-                Ok(SensorHandle { stop, thread: Some(thread), fanotify, canaries, roots })
+                Ok(SensorHandle { stop, thread: Some(thread), fanotify, gate, canaries, roots })
             }
             Err((e, canaries)) => {
                 let _ = canaries.remove();
@@ -228,6 +249,11 @@ impl SensorHandle {
     /// Whether fanotify is in use (pids known), else inotify only.
     pub fn fanotify_active(&self) -> bool {
         self.fanotify
+    }
+
+    /// Whether the open gate runs (judged processes are refused their opens).
+    pub fn gate_active(&self) -> bool {
+        self.gate
     }
 
     /// `fanotify+inotify` or `inotify`.
@@ -303,6 +329,8 @@ struct RawEvent {
 struct Runner {
     inotify: Inotify,
     fanotify: Option<Fanotify>,
+    /// The open gate (with fanotify and `block_judged`).
+    gate: Option<Gate>,
     /// Watch descriptor → (directory, whether fanotify marks it too).
     dirs: HashMap<i32, (PathBuf, bool)>,
     canary_watches: HashMap<i32, PathBuf>,
@@ -350,10 +378,15 @@ impl Runner {
                 return Err((SensorError::io("fanotify init (needs CAP_SYS_ADMIN)", e.into()), canaries));
             }
         };
+        let gate = match &fanotify {
+            Some(f) if config.block_judged => start_gate(f, &inotify),
+            _ => None,
+        };
         let engine = Engine::new(roots.clone(), config.hasher.clone(), config.score.clone(), config.cache_capacity);
         let mut runner = Self {
             inotify,
             fanotify,
+            gate,
             dirs: HashMap::new(),
             canary_watches: HashMap::new(),
             canaries,
@@ -399,12 +432,14 @@ impl Runner {
             runner.stats.canaries_placed += 1;
         }
         runner.stats.fanotify = runner.fanotify.is_some();
+        runner.stats.gate = runner.gate.is_some();
         tracing::info!(
             roots = roots.len(),
             dirs = runner.dirs.len(),
             seeded = runner.stats.seeded_files,
             canaries = runner.stats.canaries_placed,
             mode = mode_name(runner.fanotify.is_some()),
+            gate = runner.gate.is_some(),
             "file sensor watching"
         );
         Ok(runner)
@@ -445,6 +480,9 @@ impl Runner {
                 )
                 .is_ok()
             });
+            if marked && let Some(g) = &self.gate {
+                g.mark(&dir);
+            }
             self.dirs.insert(wd.get_watch_descriptor_id(), (dir.clone(), marked));
             dirs_added += 1;
             let Ok(entries) = fs::read_dir(&dir) else { continue };
@@ -506,6 +544,7 @@ impl Runner {
 
     /// fanotify broke: go on with inotify alone (its close-writes, no pids).
     fn fanotify_failed(&mut self) {
+        self.gate = None;
         if self.fanotify.take().is_some() {
             tracing::warn!("fanotify failed, inotify only from now on: no pid for writers");
             for (_, marked) in self.dirs.values_mut() {
@@ -526,6 +565,9 @@ impl Runner {
         ready: std::sync::mpsc::SyncSender<()>,
     ) -> SensorStats {
         self.set_priority(self.realtime);
+        if let Some(g) = &self.gate {
+            g.set_sensor_thread();
+        }
         let mut buffer = vec![0u8; 64 * 1024];
         let mut last_heartbeat = Instant::now();
         let mut last_prune = Instant::now();
@@ -537,6 +579,11 @@ impl Runner {
                 let mut fds = vec![PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
                 if let Some(f) = &self.fanotify {
                     fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                }
+                // The gate asks for a drain through its socket (read in
+                // `Gate::begin`); poll only wakes for it.
+                if let Some(g) = &self.gate {
+                    fds.push(PollFd::new(g.wake_fd(), PollFlags::POLLIN));
                 }
                 let timeout = if self.pending.is_empty() { POLL_MS } else { 20 };
                 match poll(&mut fds, PollTimeout::from(timeout)) {
@@ -561,12 +608,28 @@ impl Runner {
                 self.fanotify_failed();
             }
             let work = Instant::now();
-            if fan_ready {
-                self.drain_fanotify(&mut on_report);
+            // With the gate, every round reads both queues until empty (the
+            // reads do not block), so that a waiting open learns the verdicts
+            // on every write queued before it.
+            let gated = self.gate.is_some();
+            if let Some(g) = &mut self.gate {
+                g.begin();
             }
-            if ino_ready && !self.drain_inotify(&mut buffer, &mut on_report) {
-                tracing::error!("inotify unreadable, file sensor stopping");
-                break;
+            let mut emptied = true;
+            if fan_ready || gated {
+                emptied &= self.drain_fanotify(&mut on_report);
+            }
+            if ino_ready || gated {
+                match self.drain_inotify(&mut buffer, &mut on_report) {
+                    Some(all) => emptied &= all,
+                    None => {
+                        tracing::error!("inotify unreadable, file sensor stopping");
+                        break;
+                    }
+                }
+            }
+            if let Some(g) = &mut self.gate {
+                g.end(emptied);
             }
             busy += work.elapsed();
             if duty_since.elapsed() >= Duration::from_secs(1) {
@@ -596,6 +659,13 @@ impl Runner {
                 self.engine.prune(now);
             }
         }
+        if let Some(g) = self.gate.take() {
+            let c = g.counters();
+            self.stats.gated_opens = c.opens.load(Ordering::Relaxed);
+            self.stats.gate_waits = c.waited.load(Ordering::Relaxed);
+            self.stats.gate_timeouts = c.timeouts.load(Ordering::Relaxed);
+            self.stats.denied_opens = c.denied.load(Ordering::Relaxed);
+        }
         let canaries = std::mem::take(&mut self.canaries);
         match canaries.remove() {
             Ok(n) => self.stats.canaries_removed = n as u64,
@@ -604,14 +674,16 @@ impl Runner {
         self.stats
     }
 
-    fn drain_fanotify(&mut self, on_report: &mut impl FnMut(&Report)) {
+    /// Read and handle queued fanotify events; true when the queue was read
+    /// until empty (false when the per-round cap stopped it first).
+    fn drain_fanotify(&mut self, on_report: &mut impl FnMut(&Report)) -> bool {
         for _ in 0..64 {
-            let Some(fan) = &self.fanotify else { return };
+            let Some(fan) = &self.fanotify else { return true };
             let events = match fan.read_events() {
                 Ok(ev) if !ev.is_empty() => ev,
                 Ok(_) | Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {
                     self.fan_failures = 0;
-                    return;
+                    return true;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "fanotify read failed");
@@ -621,7 +693,7 @@ impl Runner {
                     if self.fan_failures >= MAX_FANOTIFY_FAILURES {
                         self.fanotify_failed();
                     }
-                    return;
+                    return true;
                 }
             };
             for ev in events {
@@ -655,10 +727,12 @@ impl Runner {
                 self.emit(decided, on_report);
             }
         }
+        false
     }
 
-    /// Read and handle queued inotify events; false when inotify failed.
-    fn drain_inotify(&mut self, buffer: &mut [u8], on_report: &mut impl FnMut(&Report)) -> bool {
+    /// Read and handle queued inotify events: whether the queue was read
+    /// until empty, `None` when inotify failed.
+    fn drain_inotify(&mut self, buffer: &mut [u8], on_report: &mut impl FnMut(&Report)) -> Option<bool> {
         for _ in 0..64 {
             let events: Vec<RawEvent> = match self.inotify.read_events(buffer) {
                 Ok(evs) => evs
@@ -670,22 +744,22 @@ impl Runner {
                     })
                     .collect(),
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {
-                    return true;
+                    return Some(true);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "inotify read failed");
-                    return false;
+                    return None;
                 }
             };
             if events.is_empty() {
-                return true;
+                return Some(true);
             }
             for ev in events {
                 self.stats.events += 1;
                 self.handle_inotify(ev, on_report);
             }
         }
-        true
+        Some(false)
     }
 
     fn handle_inotify(&mut self, ev: RawEvent, on_report: &mut impl FnMut(&Report)) {
@@ -883,7 +957,8 @@ impl Runner {
             status: None,
         };
         if report.verdict == Verdict::Ransomware {
-            report.response = self.respond(&report);
+            report.response = self.block(&report);
+            report.response.extend(self.respond(&report));
             self.stats.ransomware_reports += 1;
         }
         self.stats.reports += 1;
@@ -896,6 +971,29 @@ impl Runner {
             "file sensor alert"
         );
         on_report(&report);
+    }
+
+    /// Refuse the judged processes their next opens (before the verdict is
+    /// reported or acted on: the gate may be holding one of them right now).
+    fn block(&mut self, report: &Report) -> Vec<String> {
+        let Some(g) = &self.gate else { return Vec::new() };
+        let own = i32::try_from(std::process::id()).unwrap_or(0);
+        report
+            .pid
+            .into_iter()
+            .chain(report.other_pids.iter().copied())
+            .filter(|&pid| pid > 1)
+            .map(|pid| {
+                g.block(pid);
+                if pid == own {
+                    // Only the simulator in a measurement: the sensor's own
+                    // thread keeps its opens.
+                    "blocked opens of this process's other threads".to_string()
+                } else {
+                    format!("blocked opens of pid {pid}")
+                }
+            })
+            .collect()
     }
 
     fn respond(&mut self, report: &Report) -> Vec<String> {
@@ -947,6 +1045,26 @@ impl Runner {
         };
         self.stats.reports += 1;
         on_report(&report);
+    }
+}
+
+/// The open gate over the same directories as `fan`, or none (and why in
+/// the log) when the kernel refuses permission events.
+fn start_gate(fan: &Fanotify, inotify: &Inotify) -> Option<Gate> {
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned();
+    let watched = match (dup(fan.as_fd()), dup(inotify.as_fd())) {
+        (Ok(notify), Ok(inotify)) => gate::Watched { notify, inotify },
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "open gate not started: judged processes are not refused their opens");
+            return None;
+        }
+    };
+    match Gate::start(watched) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            tracing::warn!(error = %e, "open gate not started: judged processes are not refused their opens");
+            None
+        }
     }
 }
 

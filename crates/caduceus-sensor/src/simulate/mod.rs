@@ -147,6 +147,9 @@ pub struct SimOutcome {
     pub stopped: bool,
     /// The files encrypted, in order (paths inside the simulator's corpus).
     pub done: Vec<PathBuf>,
+    /// Files the system refused to open (a sensor's open gate): skipped, as
+    /// ransomware moves on to the next file.
+    pub denied: usize,
 }
 
 /// Write a corpus of `n` realistic documents (PDF, DOCX, XLSX, CSV, TXT,
@@ -279,26 +282,13 @@ pub fn simulate_ransomware(dir: &Path, style: Style, opts: &SimOptions, stop: &A
             out.stopped = true;
             break;
         }
-        let written = match style {
-            Style::InPlace | Style::Slow => encrypt_in_place(path, &mut rng, false)?,
-            Style::Partial => encrypt_in_place(path, &mut rng, true)?,
-            Style::Rename => {
-                let n = encrypt_in_place(path, &mut rng, false)?;
-                let mut to = path.clone().into_os_string();
-                to.push(".");
-                to.push(&new_ext);
-                fs::rename(path, PathBuf::from(to)).map_err(|e| SensorError::io("renaming a corpus file", e))?;
-                n
+        let written = match encrypt_one(path, style, &mut rng, &new_ext) {
+            Ok(n) => n,
+            Err(SensorError::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                out.denied += 1;
+                continue;
             }
-            Style::CopyDelete => {
-                let mut content = read_bounded(path)?;
-                xor_keystream(&mut content, &mut rng);
-                let mut to = path.clone().into_os_string();
-                to.push(".locked");
-                write_new(Path::new(&to), &content)?;
-                fs::remove_file(path).map_err(|e| SensorError::io("deleting a corpus file", e))?;
-                content.len() as u64
-            }
+            Err(e) => return Err(e),
         };
         out.bytes_written += written;
         out.files_done += 1;
@@ -306,6 +296,31 @@ pub fn simulate_ransomware(dir: &Path, style: Style, opts: &SimOptions, stop: &A
     }
     out.elapsed = started.elapsed();
     Ok(out)
+}
+
+/// Encrypt one file in `style`; returns the bytes written.
+fn encrypt_one(path: &Path, style: Style, rng: &mut ChaCha20Rng, new_ext: &str) -> Result<u64> {
+    Ok(match style {
+        Style::InPlace | Style::Slow => encrypt_in_place(path, rng, false)?,
+        Style::Partial => encrypt_in_place(path, rng, true)?,
+        Style::Rename => {
+            let n = encrypt_in_place(path, rng, false)?;
+            let mut to = path.to_path_buf().into_os_string();
+            to.push(".");
+            to.push(new_ext);
+            fs::rename(path, PathBuf::from(to)).map_err(|e| SensorError::io("renaming a corpus file", e))?;
+            n
+        }
+        Style::CopyDelete => {
+            let mut content = read_bounded(path)?;
+            xor_keystream(&mut content, rng);
+            let mut to = path.to_path_buf().into_os_string();
+            to.push(".locked");
+            write_new(Path::new(&to), &content)?;
+            fs::remove_file(path).map_err(|e| SensorError::io("deleting a corpus file", e))?;
+            content.len() as u64
+        }
+    })
 }
 
 /// Sleep `interval` in short steps; true when `stop` was set meanwhile.
