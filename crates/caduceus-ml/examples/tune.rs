@@ -6,7 +6,8 @@
 //! ```
 //! Keys are `GbtParams` fields (learning_rate, max_rounds, max_depth, max_leaves, ...) and
 //! `refit` (true/false: fit again on all training rows); with `kind=online` the keys are
-//! `OnlineParams` fields and the online detector is measured instead; several
+//! `OnlineParams` fields and `select` (true/false: choose among `online_candidates` on the
+//! validation slice), and the online detector is measured instead; several
 //! settings can be separated by `--` to try them in one run on one loaded dataset.
 
 use std::error::Error;
@@ -30,19 +31,33 @@ fn main() -> Result<(), Box<dyn Error>> {
         let online = group.iter().any(|kv| kv == "kind=online");
         if online {
             let mut params = serde_json::to_value(OnlineParams::default())?;
+            let mut select = TrainOptions::default().select_online;
             for kv in group.iter().filter(|kv| *kv != "kind=online") {
                 let (k, v) = kv.split_once('=').ok_or("expected key=value")?;
+                if k == "select" {
+                    select = serde_json::from_str(v)?;
+                    continue;
+                }
                 params
                     .as_object_mut()
                     .ok_or("params are not an object")?
                     .insert(k.to_owned(), serde_json::from_str(v)?);
             }
-            let opts = TrainOptions { online: serde_json::from_value(params)?, ..TrainOptions::default() };
+            let opts = TrainOptions {
+                online: serde_json::from_value(params)?,
+                select_online: select,
+                ..TrainOptions::default()
+            };
             let t = Instant::now();
-            let (m, _) = model::train(&ds, ModelKind::Online, &opts)?;
+            let (m, val) = model::train(&ds, ModelKind::Online, &opts)?;
             let train_s = t.elapsed().as_secs_f64();
             let r = model::evaluate(&m, &ds)?;
-            println!("{group:?}: test auc {:.4} f1 {:.4} | train {train_s:.1}s", r.roc_auc.unwrap_or(f64::NAN), r.f1);
+            println!(
+                "{group:?}: validation auc {:.4} | test auc {:.4} f1 {:.4} | train {train_s:.1}s",
+                val.roc_auc.unwrap_or(f64::NAN),
+                r.roc_auc.unwrap_or(f64::NAN),
+                r.f1
+            );
             continue;
         }
         let mut params = serde_json::to_value(GbtParams::default())?;

