@@ -429,11 +429,15 @@ open(sys.argv[2], "wb").write(onx.SerializeToString())
 fn ransomware(plan: &Plan) -> anyhow::Result<Value> {
     use caduceus_sensor::{BenignWorkload, MeasureOptions, Style};
     let mut styles = serde_json::Map::new();
-    for canaries in [false, true] {
+    // The default sensor (open gate on), with and without canaries; then
+    // without the gate, where the verdict races the writer.
+    for (name, canaries, block) in
+        [("without_canaries", false, true), ("with_canaries", true, true), ("without_open_gate", false, false)]
+    {
         let mut per = serde_json::Map::new();
         for style in [Style::InPlace, Style::CopyDelete, Style::Rename, Style::Partial, Style::Slow] {
-            progress(format!("ransomware: {} (canaries {canaries})", style.as_str()));
-            let opts = MeasureOptions { canaries, ..MeasureOptions::default() };
+            progress(format!("ransomware: {} ({name})", style.as_str()));
+            let opts = MeasureOptions { canaries, block, ..MeasureOptions::default() };
             let s = caduceus_sensor::measure_style_trials(style, &opts, plan.trials)?;
             per.insert(
                 style.as_str().to_owned(),
@@ -444,20 +448,30 @@ fn ransomware(plan: &Plan) -> anyhow::Result<Value> {
                     "worst_files_lost": s.worst_files_lost,
                     "median_detection_ms": s.median_detection_ms,
                     "files_per_corpus": opts.corpus_files,
+                    "open_gate": s.runs.iter().all(|m| m.gate),
+                    "opens_denied": s.runs.iter().map(|m| m.denied_opens).sum::<usize>(),
                 }),
             );
         }
-        styles.insert(if canaries { "with_canaries" } else { "without_canaries" }.to_owned(), Value::Object(per));
+        styles.insert(name.to_owned(), Value::Object(per));
     }
     let mut benign = serde_json::Map::new();
-    for canaries in [false, true] {
+    for (canaries, block) in [(false, true), (true, true), (false, false)] {
         for workload in [BenignWorkload::Zip, BenignWorkload::Git, BenignWorkload::Backup, BenignWorkload::Compile] {
-            progress(format!("benign: {} (canaries {canaries})", workload.as_str()));
-            let opts = MeasureOptions { canaries, ..MeasureOptions::default() };
+            progress(format!("benign: {} (canaries {canaries}, open gate {block})", workload.as_str()));
+            let opts = MeasureOptions { canaries, block, ..MeasureOptions::default() };
             let b = caduceus_sensor::measure_benign(workload, &opts)?;
+            let suffix = match (canaries, block) {
+                (true, _) => "+canaries",
+                (false, false) => "-open_gate",
+                (false, true) => "",
+            };
             benign.insert(
-                format!("{}{}", workload.as_str(), if canaries { "+canaries" } else { "" }),
-                json!({ "false_alarm": b.false_alarm, "suspicious_reports": b.suspicious, "reasons": b.reasons }),
+                format!("{}{suffix}", workload.as_str()),
+                json!({
+                    "false_alarm": b.false_alarm, "suspicious_reports": b.suspicious, "reasons": b.reasons,
+                    "elapsed_ms": b.elapsed_ms,
+                }),
             );
         }
     }

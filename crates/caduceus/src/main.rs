@@ -265,6 +265,13 @@ enum SensorCommand {
         /// Place canary files in each watched directory.
         #[arg(long)]
         canaries: bool,
+        /// Let a process judged to be ransomware go on opening files under
+        /// the watched directories. By default (where the kernel gives
+        /// fanotify permission events) its next open is refused at the
+        /// verdict, and every open under the directories waits until the
+        /// writes before it are scored (microseconds, 50 ms at most).
+        #[arg(long)]
+        no_block: bool,
         /// What to do on a ransomware verdict: `none`, `kill` (the writing
         /// process, where the kernel names it), or `command:PROGRAM` (run with
         /// the report as JSON on stdin, e.g. to isolate the share).
@@ -541,7 +548,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Detect { command } => run_detect(command)?,
         Command::Sensor {
             command:
-                SensorCommand::Files { watch, server, token_file, insecure, canaries, response, exit_on_alert, json },
+                SensorCommand::Files {
+                    watch,
+                    server,
+                    token_file,
+                    insecure,
+                    canaries,
+                    no_block,
+                    response,
+                    exit_on_alert,
+                    json,
+                },
         } => {
             commands::network::sensor_files(commands::network::SensorArgs {
                 watch,
@@ -549,6 +566,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 token_file,
                 insecure,
                 canaries,
+                no_block,
                 response,
                 exit_on_alert,
                 json,

@@ -164,6 +164,7 @@ pub struct SensorArgs {
     pub token_file: Option<PathBuf>,
     pub insecure: bool,
     pub canaries: bool,
+    pub no_block: bool,
     pub response: String,
     pub exit_on_alert: bool,
     pub json: bool,
@@ -196,6 +197,7 @@ pub async fn sensor_files(args: SensorArgs) -> anyhow::Result<()> {
     };
     let mut config = SensorConfig::new(args.watch.clone());
     config.canaries = args.canaries;
+    config.block_judged = !args.no_block;
     // Canaries an unclean stop left behind are removed at the next start.
     let roots = args.watch.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join("\n");
     let digest = {
@@ -218,9 +220,10 @@ pub async fn sensor_files(args: SensorArgs) -> anyhow::Result<()> {
         }
     })?;
     eprintln!(
-        "watching {} ({}{}), response: {}",
+        "watching {} ({}{}{}), response: {}",
         args.watch.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
         handle.mode(),
+        if handle.gate_active() { ", open gate: judged processes are refused their opens" } else { "" },
         if args.canaries { format!(", {} canaries", handle.canary_paths().len()) } else { String::new() },
         args.response
     );
