@@ -347,12 +347,17 @@ pub fn simulate_ransomware(args: &RansomwareArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let outcome = caduceus_sensor::simulate_ransomware(dir, style, &opts, &stop)?;
     println!(
-        "{}: {} of {} files encrypted, {} KiB in {:.2} s",
+        "{}: {} of {} files encrypted, {} KiB in {:.2} s{}",
         style.as_str(),
         outcome.files_done,
         outcome.files_total,
         outcome.bytes_written / 1024,
-        outcome.elapsed.as_secs_f64()
+        outcome.elapsed.as_secs_f64(),
+        if outcome.denied > 0 {
+            format!("; {} files could not be opened (refused)", outcome.denied)
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }
