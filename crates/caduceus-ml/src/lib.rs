@@ -56,6 +56,18 @@ pub enum MlError {
 /// The crate's result type.
 pub type Result<T, E = MlError> = std::result::Result<T, E>;
 
+/// Fuzz entry point: a model file from bytes (our JSON `gbt`/`online` files, or ONNX, which
+/// tract parses and our tree evaluator reads), then a row of values and a row of missing values
+/// scored. Never panics; the result is dropped.
+pub fn fuzz_model(bytes: &[u8]) {
+    if let Ok(model) = Model::from_bytes(bytes)
+        && model.dims() <= 4096
+    {
+        let _ = model.score_row(&vec![0.5; model.dims()]);
+        let _ = model.score_row(&vec![f32::NAN; model.dims()]);
+    }
+}
+
 /// Fuzz entry point: parse a CSV from bytes with small caps. Never panics; the result is dropped.
 ///
 /// The label column is the last header cell, so that random input gets past the header.

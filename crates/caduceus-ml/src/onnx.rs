@@ -12,13 +12,18 @@
 //!   in a sigmoid or softmax, since the score is used as it is.
 //! - Supported ONNX-ML operators are tract's: TreeEnsembleClassifier, LinearClassifier,
 //!   LinearRegressor, Normalizer, CategoryMapper, plus the standard operator set.
+//!
+//! A model file is outside input, and tract panics on some malformed graphs (the fuzz target
+//! `ml_model` found a graph output that no node produces). Such names are checked here first,
+//! with a clear error; every call into tract then runs behind [`guarded`], so a panic tract
+//! still has becomes an error for this model instead of taking the server's thread down.
 
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::dims;
 
-use crate::onnx_trees::Trees;
+use crate::onnx_trees::{Trees, check_tree_ensemble};
 use crate::{MlError, Result};
 
 /// ONNX files larger than this are refused (tree ensembles of 500 deep trees are ~50 MB).
@@ -51,6 +56,45 @@ fn err(e: impl std::fmt::Display) -> MlError {
     MlError::Onnx(format!("{e:#}"))
 }
 
+/// Run `f`, a call into tract, turning a panic into an error. tract's state is not reused
+/// after a panic: the model being loaded is dropped, and a run only reads the shared plan.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(MlError::Onnx(format!("the ONNX runtime (tract) failed while {what} this model"))))
+}
+
+/// Every graph output must be a graph input, an initializer or some node's output (tract
+/// assumes so), and tree ensembles must be safe for tract to walk.
+fn check_names(proto: &tract_onnx::pb::ModelProto) -> Result<()> {
+    let graph = proto.graph.as_ref().ok_or_else(|| MlError::Onnx("model has no graph".into()))?;
+    let mut known: std::collections::HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+    known.extend(graph.initializer.iter().map(|t| t.name.as_str()));
+    known.extend(graph.node.iter().flat_map(|n| n.output.iter().map(String::as_str)).filter(|o| !o.is_empty()));
+    if let Some(missing) = graph.output.iter().find(|o| !known.contains(o.name.as_str())) {
+        return Err(MlError::Onnx(format!(
+            "graph output {:?} is not produced by any node, input or initializer",
+            missing.name.chars().take(64).collect::<String>()
+        )));
+    }
+    if graph.output.is_empty() {
+        return Err(MlError::Onnx("model has no output".into()));
+    }
+    check_nodes(graph)
+}
+
+/// Nodes tract trusts too far (see [`check_tree_ensemble`]), in the graph and its subgraphs.
+fn check_nodes(graph: &tract_onnx::pb::GraphProto) -> Result<()> {
+    for node in &graph.node {
+        check_tree_ensemble(node).map_err(MlError::Onnx)?;
+        for a in &node.attribute {
+            for g in a.g.iter().chain(&a.graphs) {
+                check_nodes(g)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl OnnxModel {
     /// Parse, type and optimise an ONNX model for a batch of `[N, d]` float rows.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<OnnxModel> {
@@ -58,14 +102,18 @@ impl OnnxModel {
             return Err(MlError::Onnx(format!("model of {} bytes exceeds the limit of {MAX_ONNX_BYTES}", bytes.len())));
         }
         let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_read(&mut bytes.as_slice()).map_err(err)?;
+        let proto = guarded("reading", || onnx.proto_model_for_read(&mut bytes.as_slice()).map_err(err))?;
         let dims = input_width(&proto)?;
-        let mut model = onnx.model_for_proto_model(&proto).map_err(err)?;
-        let n = model.sym("N");
-        model.set_input_fact(0, f32::fact(dims!(n, dims)).into()).map_err(err)?;
-        let outputs = model.output_outlets().map_err(err)?.len();
-        let output = if outputs >= 2 { 1 } else { 0 };
-        let plan = model.into_optimized().map_err(err)?.into_runnable().map_err(err)?;
+        check_names(&proto)?;
+        let (plan, output) = guarded("loading", || {
+            let mut model = onnx.model_for_proto_model(&proto).map_err(err)?;
+            let n = model.sym("N");
+            model.set_input_fact(0, f32::fact(dims!(n, dims)).into()).map_err(err)?;
+            let outputs = model.output_outlets().map_err(err)?.len();
+            let output = if outputs >= 2 { 1 } else { 0 };
+            let plan = model.into_optimized().map_err(err)?.into_runnable().map_err(err)?;
+            Ok((plan, output))
+        })?;
         let mut m = OnnxModel { bytes: Arc::new(bytes), plan, dims, output, trees: None };
         m.trees = direct_trees(&proto, &m).map(Arc::new);
         Ok(m)
@@ -107,6 +155,10 @@ impl OnnxModel {
     }
 
     fn predict_batch_tract(&self, rows: &[f32], n: usize) -> Result<Vec<f32>> {
+        guarded("running", || self.predict_batch_tract_unguarded(rows, n))
+    }
+
+    fn predict_batch_tract_unguarded(&self, rows: &[f32], n: usize) -> Result<Vec<f32>> {
         let input = Tensor::from_shape(&[n, self.dims], rows).map_err(err)?;
         let outputs = self.plan.run(tvec!(input.into_tvalue())).map_err(err)?;
         let out = outputs.get(self.output).ok_or_else(|| MlError::Onnx("model produced too few outputs".into()))?;
@@ -222,6 +274,48 @@ mod tests {
     fn garbage_is_an_error() {
         assert!(OnnxModel::from_bytes(b"not a model".to_vec()).is_err());
         assert!(OnnxModel::from_bytes(Vec::new()).is_err());
+    }
+
+    const FOREST: &[u8] = include_bytes!("../../../fuzz/seeds/ml_model/forest.onnx");
+
+    fn forest_node() -> tract_onnx::pb::NodeProto {
+        let proto = tract_onnx::onnx().proto_model_for_read(&mut &FOREST[..]).unwrap();
+        proto.graph.unwrap().node.into_iter().find(|n| n.op_type == "TreeEnsembleClassifier").unwrap()
+    }
+
+    fn set_ints(node: &mut tract_onnx::pb::NodeProto, name: &str, f: impl FnOnce(&mut Vec<i64>)) {
+        f(&mut node.attribute.iter_mut().find(|a| a.name == name).unwrap().ints);
+    }
+
+    /// What the fuzz target found in tract (a panic, and an out-of-bounds read where debug
+    /// assertions are off) is refused before tract sees the model; a real export still loads.
+    #[test]
+    fn hostile_graphs_never_reach_tract() {
+        let bad = include_bytes!("../../../fuzz/seeds/ml_model/output-no-node-produces.onnx");
+        let e = OnnxModel::from_bytes(bad.to_vec()).unwrap_err().to_string();
+        assert!(e.contains("is not produced by any node"), "{e}");
+        let bad = include_bytes!("../../../fuzz/seeds/ml_model/class-id-past-labels.onnx");
+        let e = OnnxModel::from_bytes(bad.to_vec()).unwrap_err().to_string();
+        assert!(e.contains("names a class past the 2 declared"), "{e}");
+        let forest = OnnxModel::from_bytes(FOREST.to_vec()).unwrap();
+        assert!(forest.direct_trees());
+        assert!(check_tree_ensemble(&forest_node()).is_ok());
+
+        let mut cycle = forest_node();
+        set_ints(&mut cycle, "nodes_truenodeids", |v| v[0] = 0);
+        assert!(check_tree_ensemble(&cycle).unwrap_err().contains("reaches one node twice"));
+        let mut outside = forest_node();
+        set_ints(&mut outside, "nodes_falsenodeids", |v| v[0] = 99);
+        assert!(check_tree_ensemble(&outside).unwrap_err().contains("outside its tree"));
+        let mut gap = forest_node();
+        set_ints(&mut gap, "nodes_nodeids", |v| v[1] = v.iter().max().unwrap() + 1);
+        let e = check_tree_ensemble(&gap).unwrap_err();
+        assert!(e.contains("not 0, 1, 2"), "{e}");
+        let mut short = forest_node();
+        set_ints(&mut short, "nodes_treeids", |v| {
+            v.pop();
+        });
+        assert!(check_tree_ensemble(&short).unwrap_err().contains("different lengths"));
     }
 
     #[test]

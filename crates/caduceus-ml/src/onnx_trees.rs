@@ -77,6 +77,92 @@ fn floats<'a>(node: &'a NodeProto, name: &str) -> &'a [f32] {
     attr(node, name).map_or(&[], |a| a.floats.as_slice())
 }
 
+/// Refuse a `TreeEnsembleClassifier` or `TreeEnsembleRegressor` node that tract 0.23 could not
+/// walk safely; `Ok` for any other node.
+///
+/// tract's tree ensemble trusts the file. It reads class ids and child node ids without
+/// bounds checks (`get_unchecked`) and follows children until it reaches a leaf. A damaged
+/// or hostile file could make it read out of bounds or loop forever; the fuzz target
+/// `ml_model` found the first, a class id past the labels. So before tract sees the node:
+/// - every class (or target) id must be below the number of labels (or targets);
+/// - every tree's node ids must be exactly 0, 1, 2 and so on (tract addresses children as
+///   the tree's first node plus the id);
+/// - every branch's children must be nodes of its own tree;
+/// - the walk from each root must reach no node twice (no cycle).
+pub(crate) fn check_tree_ensemble(node: &NodeProto) -> std::result::Result<(), String> {
+    let classifier = match node.op_type.as_str() {
+        "TreeEnsembleClassifier" => true,
+        "TreeEnsembleRegressor" => false,
+        _ => return Ok(()),
+    };
+    let (labels, ids) = if classifier {
+        let labels = ints(node, "classlabels_int64s")
+            .len()
+            .max(attr(node, "classlabels_strings").map_or(0, |a| a.strings.len()));
+        (labels, ints(node, "class_ids"))
+    } else {
+        let targets = attr(node, "n_targets").map_or(0, |a| a.i);
+        (usize::try_from(targets).unwrap_or(0), ints(node, "target_ids"))
+    };
+    if ids.iter().any(|c| usize::try_from(*c).map_or(true, |c| c >= labels)) {
+        return Err(format!("{}: a leaf names a class past the {labels} declared", node.op_type));
+    }
+    let tree_ids = ints(node, "nodes_treeids");
+    let node_ids = ints(node, "nodes_nodeids");
+    let trues = ints(node, "nodes_truenodeids");
+    let falses = ints(node, "nodes_falsenodeids");
+    let modes = attr(node, "nodes_modes").map_or(&[][..], |a| a.strings.as_slice());
+    let n = tree_ids.len();
+    if [node_ids.len(), trues.len(), falses.len(), modes.len()].iter().any(|l| *l != n) {
+        return Err(format!("{}: node attributes of different lengths", node.op_type));
+    }
+    // Per tree, by node id: unset, or the node's children (`None` for a leaf).
+    type Slots = Vec<Option<Option<(i64, i64)>>>;
+    let mut trees: std::collections::BTreeMap<i64, Slots> = Default::default();
+    for i in 0..n {
+        let (Some(t), Some(id), Some(mode), Some(l), Some(r)) =
+            (tree_ids.get(i), node_ids.get(i), modes.get(i), trues.get(i), falses.get(i))
+        else {
+            return Err(format!("{}: node attributes of different lengths", node.op_type));
+        };
+        let nodes = trees.entry(*t).or_default();
+        let Some(id) = usize::try_from(*id).ok().filter(|id| *id < n) else {
+            return Err(format!("{}: a node id out of range", node.op_type));
+        };
+        if nodes.len() <= id {
+            nodes.resize(id + 1, None);
+        }
+        let Some(slot) = nodes.get_mut(id) else { continue };
+        if slot.is_some() {
+            return Err(format!("{}: a node id given twice in one tree", node.op_type));
+        }
+        *slot = Some((mode.as_slice() != b"LEAF").then_some((*l, *r)));
+    }
+    for nodes in trees.values() {
+        if nodes.iter().any(Option::is_none) {
+            return Err(format!("{}: a tree's node ids are not 0, 1, 2, ...", node.op_type));
+        }
+        let mut seen = vec![false; nodes.len()];
+        let mut stack = vec![0i64];
+        while let Some(id) = stack.pop() {
+            let Some(k) = usize::try_from(id).ok().filter(|k| *k < nodes.len()) else {
+                return Err(format!("{}: a branch points outside its tree", node.op_type));
+            };
+            if seen.get(k).copied().unwrap_or(true) {
+                return Err(format!("{}: a tree reaches one node twice", node.op_type));
+            }
+            if let Some(s) = seen.get_mut(k) {
+                *s = true;
+            }
+            if let Some(Some(Some((l, r)))) = nodes.get(k) {
+                stack.push(*l);
+                stack.push(*r);
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Trees {
     /// Read a `TreeEnsembleClassifier` node; `None` for anything this evaluator does not
     /// cover (tract then runs the model).
