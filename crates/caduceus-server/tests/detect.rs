@@ -223,6 +223,12 @@ async fn rules_are_added_tested_disabled_and_fire_on_submitted_log_records() {
     let id = "5f0c2f7e-8d9a-4f38-9a55-3f1c2f0b7e11";
     assert_eq!(r.body["results"][0]["rules"], json!([id]), "{}", r.body);
     assert_eq!(r.body["results"][1]["rules"], json!([]), "{}", r.body);
+    // An event that is not an object is the request's error (schemathesis found it accepted).
+    let r = server
+        .call(Method::POST, "/api/v1/detect/rules/test", Some(&admin), Some(json!({"events": [benign, []]})))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("event 1 is not a JSON object"), "{}", r.body);
 
     // Add it; a second upload of the same id conflicts.
     let r = server

@@ -407,6 +407,10 @@ pub async fn test_rules(
     if request.events.is_empty() || request.events.len() > MAX_TEST_EVENTS {
         return Err(ApiError::new(ErrorCode::Unprocessable, format!("give 1 to {MAX_TEST_EVENTS} events")));
     }
+    // The schema says objects; anything else is the request's fault, not one event's.
+    if let Some(i) = request.events.iter().position(|e| !e.is_object()) {
+        return Err(ApiError::new(ErrorCode::Unprocessable, format!("event {i} is not a JSON object")));
+    }
     let service = detect(&state)?;
     let loaded = service.loaded();
     // With `rule_ids`, the loaded rules run and only those ids are reported.
