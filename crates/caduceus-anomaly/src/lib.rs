@@ -33,6 +33,11 @@
 //! spread is wide there (UNSW-NB15 0.32–0.56 here, 0.38–0.42 for River). From a clean learning
 //! window (normal train rows only, as Kitsune trains): UNSW-NB15 0.757 vs 0.697, CIC-IDS2017
 //! 0.838 vs 0.862, GPS 0.903 vs 0.854, garage door 1.000 vs 0.995.
+//!
+//! No one setting wins on every data set, so `caduceus-ml`'s training fits these defaults,
+//! River's coarse trees and log-quantile scaling, and keeps whichever ranks its labelled
+//! validation slice best (`caduceus_ml::model::online_candidates`); the detector itself still
+//! learns without labels.
 
 pub mod damped;
 mod detector;
