@@ -9,7 +9,7 @@ use crate::hst::Forest;
 use crate::scale::{Scaler, Scaling};
 
 /// Tuning of the [`OnlineDetector`]. The defaults are the measured choice (see the crate docs).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct OnlineParams {
     /// Seed of the tree splits; the same seed and rows give the same scores.

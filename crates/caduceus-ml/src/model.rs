@@ -147,8 +147,7 @@ pub fn online_candidates(base: &OnlineParams) -> Vec<OnlineParams> {
     let log = OnlineParams { scaling: caduceus_anomaly::Scaling::LogQuantile, ..base.clone() };
     let mut out: Vec<OnlineParams> = Vec::new();
     for p in [base.clone(), coarse, log] {
-        let same = |q: &OnlineParams| serde_json::to_value(q).ok() == serde_json::to_value(&p).ok();
-        if !out.iter().any(same) {
+        if !out.contains(&p) {
             out.push(p);
         }
     }

@@ -18,7 +18,7 @@
 //! descriptor closes (the sensor stops or dies), the kernel allows every
 //! open still waiting.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
@@ -200,7 +200,7 @@ struct Worker {
 
 impl Worker {
     fn run(self, stop: &AtomicBool) {
-        let mut queue: std::collections::VecDeque<FanotifyEvent> = std::collections::VecDeque::new();
+        let mut queue: VecDeque<FanotifyEvent> = VecDeque::new();
         while !stop.load(Ordering::SeqCst) {
             if queue.is_empty() {
                 let mut fds = [PollFd::new(self.fan.as_fd(), PollFlags::POLLIN)];
@@ -220,7 +220,7 @@ impl Worker {
         }
     }
 
-    fn read_into(&self, queue: &mut std::collections::VecDeque<FanotifyEvent>) {
+    fn read_into(&self, queue: &mut VecDeque<FanotifyEvent>) {
         match self.fan.read_events() {
             Ok(events) => queue.extend(events),
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
@@ -239,7 +239,7 @@ impl Worker {
     /// Whether to allow the open `ev`; may wait for the sensor thread. Opens
     /// of the sensor thread arriving meanwhile are answered at once, the
     /// others queued behind `ev`.
-    fn decide(&self, ev: &FanotifyEvent, queue: &mut std::collections::VecDeque<FanotifyEvent>) -> bool {
+    fn decide(&self, ev: &FanotifyEvent, queue: &mut VecDeque<FanotifyEvent>) -> bool {
         let tid = ev.pid();
         let counters = &self.shared.counters;
         counters.opens.fetch_add(1, Ordering::Relaxed);
@@ -276,7 +276,7 @@ impl Worker {
 
     /// Take a ticket, wake the sensor thread and wait until a drain covers
     /// it; false on timeout.
-    fn wait_for_drain(&self, queue: &mut std::collections::VecDeque<FanotifyEvent>) -> bool {
+    fn wait_for_drain(&self, queue: &mut VecDeque<FanotifyEvent>) -> bool {
         let ticket = self.shared.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let _ = self.ping.send(&[1]);
         let deadline = Instant::now() + MAX_WAIT;

@@ -978,10 +978,8 @@ impl Runner {
     fn block(&mut self, report: &Report) -> Vec<String> {
         let Some(g) = &self.gate else { return Vec::new() };
         let own = i32::try_from(std::process::id()).unwrap_or(0);
-        report
-            .pid
+        judged_pids(report)
             .into_iter()
-            .chain(report.other_pids.iter().copied())
             .filter(|&pid| pid > 1)
             .map(|pid| {
                 g.block(pid);
@@ -1000,7 +998,7 @@ impl Runner {
         match &self.response {
             Response::None => vec!["none".into()],
             Response::Kill => {
-                let mut pids: Vec<i32> = report.pid.into_iter().chain(report.other_pids.iter().copied()).collect();
+                let mut pids = judged_pids(report);
                 if pids.is_empty() && self.kill_open_file_writers {
                     pids = writers_under(self.engine.roots());
                 }
@@ -1048,24 +1046,22 @@ impl Runner {
     }
 }
 
+/// The writer a verdict names and the other processes it counted.
+fn judged_pids(report: &Report) -> Vec<i32> {
+    report.pid.into_iter().chain(report.other_pids.iter().copied()).collect()
+}
+
 /// The open gate over the same directories as `fan`, or none (and why in
 /// the log) when the kernel refuses permission events.
 fn start_gate(fan: &Fanotify, inotify: &Inotify) -> Option<Gate> {
-    let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned();
-    let watched = match (dup(fan.as_fd()), dup(inotify.as_fd())) {
-        (Ok(notify), Ok(inotify)) => gate::Watched { notify, inotify },
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %e, "open gate not started: judged processes are not refused their opens");
-            return None;
-        }
-    };
-    match Gate::start(watched) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            tracing::warn!(error = %e, "open gate not started: judged processes are not refused their opens");
-            None
-        }
-    }
+    let started = (|| {
+        let notify = fan.as_fd().try_clone_to_owned()?;
+        let inotify = inotify.as_fd().try_clone_to_owned()?;
+        Gate::start(gate::Watched { notify, inotify }).map_err(std::io::Error::from)
+    })();
+    started
+        .map_err(|e| tracing::warn!(error = %e, "open gate not started: judged processes are not refused their opens"))
+        .ok()
 }
 
 fn init_fanotify() -> nix::Result<Fanotify> {
