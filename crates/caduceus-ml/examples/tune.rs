@@ -7,7 +7,8 @@
 //! Keys are `GbtParams` fields (learning_rate, max_rounds, max_depth, max_leaves, ...) and
 //! `refit` (true/false: fit again on all training rows); with `kind=online` the keys are
 //! `OnlineParams` fields and `select` (true/false: choose among `online_candidates` on the
-//! validation slice), and the online detector is measured instead; several
+//! validation slice), and the online detector is measured instead; with `kind=forest` they are
+//! `ForestParams` fields (trees, max_features, min_samples_leaf, max_depth, seed); several
 //! settings can be separated by `--` to try them in one run on one loaded dataset.
 
 use std::error::Error;
@@ -16,6 +17,7 @@ use std::time::Instant;
 
 use caduceus_anomaly::OnlineParams;
 use caduceus_ml::dataset::{Dataset, LoadOptions};
+use caduceus_ml::forest::ForestParams;
 use caduceus_ml::gbt::GbtParams;
 use caduceus_ml::model::{self, ModelKind, TrainOptions};
 
@@ -60,9 +62,14 @@ fn main() -> Result<(), Box<dyn Error>> {
             );
             continue;
         }
-        let mut params = serde_json::to_value(GbtParams::default())?;
+        let forest = group.iter().any(|kv| kv == "kind=forest");
+        let mut params = if forest {
+            serde_json::to_value(ForestParams::default())?
+        } else {
+            serde_json::to_value(GbtParams::default())?
+        };
         let mut refit = TrainOptions::default().refit;
-        for kv in group {
+        for kv in group.iter().filter(|kv| *kv != "kind=forest") {
             let (k, v) = kv.split_once('=').ok_or("expected key=value")?;
             if k == "refit" {
                 refit = serde_json::from_str(v)?;
@@ -70,9 +77,16 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
             params.as_object_mut().ok_or("params are not an object")?.insert(k.to_owned(), serde_json::from_str(v)?);
         }
-        let opts = TrainOptions { gbt: serde_json::from_value(params)?, refit, ..TrainOptions::default() };
+        let mut opts = TrainOptions { refit, ..TrainOptions::default() };
+        let kind = if forest {
+            opts.forest = serde_json::from_value(params)?;
+            ModelKind::Forest
+        } else {
+            opts.gbt = serde_json::from_value(params)?;
+            ModelKind::Gbt
+        };
         let t = Instant::now();
-        let (m, val) = model::train(&ds, ModelKind::Gbt, &opts)?;
+        let (m, val) = model::train(&ds, kind, &opts)?;
         let train_s = t.elapsed().as_secs_f64();
         let r = model::evaluate(&m, &ds)?;
         let reps = (1_000_000 / ds.rows().max(1)).max(1);

@@ -106,11 +106,38 @@ struct Node {
     left: u32,
 }
 
+/// How the summed leaf values (plus the base score) become a probability of attack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Link {
+    /// Boosted trees: the sum is a log-odds margin, passed through the logistic function.
+    #[default]
+    Logistic,
+    /// A random forest ([`crate::forest`]): each leaf holds its attack fraction divided by the
+    /// number of trees, so the sum is already the forest's mean probability.
+    Identity,
+}
+
+impl Link {
+    fn is_logistic(&self) -> bool {
+        *self == Link::Logistic
+    }
+
+    #[inline]
+    fn apply(self, sum: f32) -> f32 {
+        match self {
+            Link::Logistic => sigmoid(sum),
+            Link::Identity => sum,
+        }
+    }
+}
+
 /// A trained ensemble: every tree's nodes in one array, plus the dense scoring layout.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gbt {
     dims: usize,
     base_score: f32,
+    link: Link,
     nodes: Vec<Node>,
     roots: Vec<u32>,
     dense: Option<Dense>,
@@ -308,18 +335,21 @@ fn fill(tree_nodes: &mut [(u32, f32)], leaves: &mut [f32], d: usize, nodes: &[No
 
 /// The serialised body: struct-of-arrays, one entry per node.
 #[derive(Serialize, Deserialize)]
-struct GbtBody {
-    dims: usize,
-    base_score: f32,
-    roots: Vec<u32>,
+pub(crate) struct GbtBody {
+    pub(crate) dims: usize,
+    pub(crate) base_score: f32,
+    /// Absent (logistic) in boosted models, so their files are as before.
+    #[serde(default, skip_serializing_if = "Link::is_logistic")]
+    pub(crate) link: Link,
+    pub(crate) roots: Vec<u32>,
     /// Feature index of an internal node; -1 marks a leaf.
-    feature: Vec<i64>,
+    pub(crate) feature: Vec<i64>,
     /// Threshold (internal) or value (leaf).
-    value: Vec<f32>,
+    pub(crate) value: Vec<f32>,
     /// Left child (right is left + 1); 0 for a leaf.
-    left: Vec<u32>,
+    pub(crate) left: Vec<u32>,
     /// Missing values go right at this node.
-    nan_right: Vec<bool>,
+    pub(crate) nan_right: Vec<bool>,
 }
 
 impl Serialize for Gbt {
@@ -327,6 +357,7 @@ impl Serialize for Gbt {
         let body = GbtBody {
             dims: self.dims,
             base_score: self.base_score,
+            link: self.link,
             roots: self.roots.clone(),
             feature: self
                 .nodes
@@ -351,7 +382,7 @@ impl<'de> Deserialize<'de> for Gbt {
 impl Gbt {
     /// Rebuild and check a body: every child index must point forward and inside the array
     /// (so scoring always ends), every feature must be below `dims`, every value finite.
-    fn from_body(b: GbtBody) -> Result<Gbt> {
+    pub(crate) fn from_body(b: GbtBody) -> Result<Gbt> {
         let n = b.feature.len();
         if b.value.len() != n || b.left.len() != n || b.nan_right.len() != n {
             return Err(MlError::Model("gbt node arrays differ in length".into()));
@@ -385,12 +416,19 @@ impl Gbt {
         if b.roots.iter().any(|r| *r as usize >= n) {
             return Err(MlError::Model("gbt root out of range".into()));
         }
-        Ok(Gbt::assemble(b.dims, b.base_score, nodes, b.roots))
+        let mut g = Gbt::assemble(b.dims, b.base_score, nodes, b.roots);
+        g.link = b.link;
+        Ok(g)
     }
 
     fn assemble(dims: usize, base_score: f32, nodes: Vec<Node>, roots: Vec<u32>) -> Gbt {
         let dense = Dense::build(&nodes, &roots);
-        Gbt { dims, base_score, nodes, roots, dense }
+        Gbt { dims, base_score, link: Link::Logistic, nodes, roots, dense }
+    }
+
+    /// How the summed leaves become a probability.
+    pub fn link(&self) -> Link {
+        self.link
     }
 
     /// Number of input features.
@@ -408,7 +446,8 @@ impl Gbt {
         self.nodes.len()
     }
 
-    /// The raw margin (log-odds) of one row; a short row reads missing features as NaN.
+    /// The raw sum of one row's leaves and the base score (log-odds for a boosted model, the
+    /// probability itself for a forest); a short row reads missing features as NaN.
     pub fn margin(&self, row: &[f32]) -> f32 {
         if let Some(dense) = &self.dense {
             let mut acc = self.base_score;
@@ -431,7 +470,7 @@ impl Gbt {
 
     /// Probability of attack for one row.
     pub fn predict_proba(&self, row: &[f32]) -> f32 {
-        sigmoid(self.margin(row))
+        self.link.apply(self.margin(row))
     }
 
     /// Probabilities for row-major `rows` (`dims` values each), written to `out`.
@@ -457,7 +496,7 @@ impl Gbt {
                     }
                 }
             }
-            out.extend(acc.iter().take(k).map(|m| sigmoid(*m)));
+            out.extend(acc.iter().take(k).map(|m| self.link.apply(*m)));
         }
     }
 }
@@ -869,7 +908,7 @@ pub fn fit(
     };
     let mut margin = vec![base_score; n];
     let mut valid_margin = vec![base_score; valid_y.len()];
-    let mut gbt = Gbt { dims, base_score, nodes: Vec::new(), roots: Vec::new(), dense: None };
+    let mut gbt = Gbt { dims, base_score, link: Link::Logistic, nodes: Vec::new(), roots: Vec::new(), dense: None };
     let mut rows: Vec<u32> = (0..n as u32).collect();
     let mut scratch = Vec::with_capacity(n);
     let mut best: Option<(f64, usize)> = None;

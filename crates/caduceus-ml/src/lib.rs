@@ -4,7 +4,8 @@
 //! - [`dataset`] loads a CSV file or a directory of CSVs (UNSW-NB15, CIC-IDS2017, TON_IoT
 //!   or any CSV with a named label column) into a row-major `f32` matrix with labels;
 //! - [`split`] is the one fixed train/test split every number in this project is measured on;
-//! - [`gbt`] is the supervised model (gradient-boosted trees, written here), the online kind is
+//! - [`gbt`] is the supervised model (gradient-boosted trees, written here) and [`forest`] its
+//!   alternative (a random forest scored by the same tree arrays); the online kind is
 //!   `caduceus_anomaly::OnlineDetector` fitted without labels, and [`onnx`] runs a model
 //!   exported from scikit-learn or PyTorch;
 //! - [`model`] is the versioned model file the server hot-loads, with `train` and `evaluate`;
@@ -14,6 +15,7 @@
 //! asked to write; it keeps no clock and logs nothing that came from a data file.
 
 pub mod dataset;
+pub mod forest;
 pub mod gbt;
 pub mod metrics;
 pub mod model;
@@ -23,7 +25,7 @@ pub mod split;
 
 pub use dataset::{Dataset, Feature, FeatureKind, Limits, LoadOptions};
 pub use metrics::{Confusion, Report, SplitKind};
-pub use model::{FeatureValue, Model, ModelKind, TrainOptions, evaluate, train};
+pub use model::{FeatureValue, Model, ModelKind, TrainOptions, evaluate, train, train_best};
 
 /// Everything that can go wrong in this crate. Messages name the file, line and column where one
 /// is involved, never a cell's contents (a data file may hold anything).

@@ -4,7 +4,7 @@
 //!
 //! File format (JSON, version 1):
 //! ```json
-//! { "format": "caduceus-model", "version": 1, "kind": "gbt" | "online",
+//! { "format": "caduceus-model", "version": 1, "kind": "gbt" | "forest" | "online",
 //!   "features": [{"name": "dur", "kind": "numeric"},
 //!                {"name": "proto", "kind": "categorical", "vocabulary": ["tcp", "udp"]}],
 //!   "training": { "fingerprint": "<sha256>", "label_column": "label",
@@ -12,7 +12,7 @@
 //!                 "rows": {"total": 82332, "train": 57632, "fit": 46106, "validation": 11526,
 //!                          "test": 24700} },
 //!   "threshold": 0.42,
-//!   "body": { ...the gbt trees or the online detector... } }
+//!   "body": { ...the trees (gbt and forest) or the online detector... } }
 //! ```
 //! No creation time is stored (there is no clock here); the same data gives the same file.
 //! A reader refuses another `format` or `version` with a clear error. [`Model::load`] also
@@ -23,7 +23,7 @@
 //! scoring (`score_with`) is not possible.
 //!
 //! Categorical features are coded by the model's own vocabulary, learned from the rows it is
-//! fitted on: for `gbt`, ordered by the fitted rows' attack rate (so one threshold split on the
+//! fitted on: for `gbt` and `forest`, ordered by the fitted rows' attack rate (so one threshold split on the
 //! code separates the categories as well as any partition can, Fisher 1958); for `online`, by
 //! frequency (labels are never read). A text the vocabulary lacks is missing (NaN).
 
@@ -34,6 +34,7 @@ use caduceus_anomaly::{OnlineDetector, OnlineParams};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, Feature, FeatureKind, is_missing, parse_number};
+use crate::forest::{self, ForestParams};
 use crate::gbt::{self, Gbt, GbtParams};
 use crate::metrics::{self, Report, SplitKind};
 use crate::onnx::OnnxModel;
@@ -53,6 +54,8 @@ pub const MAX_MODEL_BYTES: u64 = 512 << 20;
 pub enum ModelKind {
     /// Supervised gradient-boosted trees ([`crate::gbt`]).
     Gbt,
+    /// A supervised random forest ([`crate::forest`]), scored by the same tree arrays.
+    Forest,
     /// The unsupervised online detector of `caduceus-anomaly`, fitted without labels.
     Online,
     /// An ONNX model trained elsewhere.
@@ -64,6 +67,7 @@ impl ModelKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ModelKind::Gbt => "gbt",
+            ModelKind::Forest => "forest",
             ModelKind::Online => "online",
             ModelKind::Onnx => "onnx",
         }
@@ -81,9 +85,10 @@ impl std::str::FromStr for ModelKind {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "gbt" => Ok(ModelKind::Gbt),
+            "forest" => Ok(ModelKind::Forest),
             "online" => Ok(ModelKind::Online),
             "onnx" => Ok(ModelKind::Onnx),
-            _ => Err(MlError::Model("unknown model kind (expected gbt, online or onnx)".into())),
+            _ => Err(MlError::Model("unknown model kind (expected gbt, forest, online or onnx)".into())),
         }
     }
 }
@@ -92,13 +97,15 @@ impl std::str::FromStr for ModelKind {
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
     pub gbt: GbtParams,
+    pub forest: ForestParams,
     pub online: OnlineParams,
     pub split: SplitSpec,
     /// The online threshold is this quantile of the fitted rows' scores.
     pub online_threshold_quantile: Option<f64>,
     /// `gbt`: once early stopping on the validation slice has chosen the number of trees and
     /// the threshold, fit again on every training row (fit and validation) with that many
-    /// trees. Where single values carry the signal (TON_IoT telemetry), the 20 % held out
+    /// trees; `forest`: once the validation slice has chosen the threshold, grow the forest
+    /// again on every training row. Where single values carry the signal (TON_IoT telemetry), the 20 % held out
     /// for validation are values the model otherwise never learns.
     pub refit: bool,
     /// `online`: when the validation slice holds both normal and attack rows, fit the
@@ -112,6 +119,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         Self {
             gbt: GbtParams::default(),
+            forest: ForestParams::default(),
             online: OnlineParams::default(),
             split: SplitSpec::default(),
             online_threshold_quantile: None,
@@ -311,15 +319,16 @@ impl Model {
         }
         let bad = |e: serde_json::Error| MlError::Model(format!("malformed model file: {e}"));
         match header.kind.as_deref() {
-            Some("gbt") => {
+            Some(kind @ ("gbt" | "forest")) => {
                 let f: FileV1<Gbt> = serde_json::from_slice(bytes).map_err(bad)?;
-                Model::new(ModelKind::Gbt, f.features, f.training, f.threshold, Body::Gbt(f.body))
+                let kind = if kind == "gbt" { ModelKind::Gbt } else { ModelKind::Forest };
+                Model::new(kind, f.features, f.training, f.threshold, Body::Gbt(f.body))
             }
             Some("online") => {
                 let f: FileV1<OnlineDetector> = serde_json::from_slice(bytes).map_err(bad)?;
                 Model::new(ModelKind::Online, f.features, f.training, f.threshold, Body::Online(Box::new(f.body)))
             }
-            _ => Err(MlError::Model("model file kind must be \"gbt\" or \"online\"".into())),
+            _ => Err(MlError::Model("model file kind must be \"gbt\", \"forest\" or \"online\"".into())),
         }
     }
 
@@ -410,7 +419,7 @@ impl Model {
         }
     }
 
-    /// The trees of a `gbt` model.
+    /// The trees of a `gbt` or `forest` model.
     pub fn gbt(&self) -> Option<&Gbt> {
         match &self.body {
             Body::Gbt(g) => Some(g),
@@ -656,7 +665,7 @@ fn schema(ds: &Dataset, fit: &[usize], kind: ModelKind) -> Vec<Feature> {
             let mut seen: Vec<(usize, (u64, u64))> = counts.into_iter().enumerate().filter(|(_, c)| c.0 > 0).collect();
             let name = |i: usize| vocabulary.get(i).map_or("", String::as_str);
             match kind {
-                ModelKind::Gbt => seen.sort_by(|(a, ca), (b, cb)| {
+                ModelKind::Gbt | ModelKind::Forest => seen.sort_by(|(a, ca), (b, cb)| {
                     let ra = ca.1 as f64 / ca.0 as f64;
                     let rb = cb.1 as f64 / cb.0 as f64;
                     ra.total_cmp(&rb).then_with(|| name(*a).cmp(name(*b)))
@@ -733,6 +742,23 @@ pub fn train(ds: &Dataset, kind: ModelKind, opts: &TrainOptions) -> Result<(Mode
                 (Body::Gbt(g), threshold)
             }
         }
+        ModelKind::Forest => {
+            let f = forest::fit(&fit_x, &fit_y, d, &opts.forest)?;
+            let mut val_scores = Vec::new();
+            f.predict_proba_batch(&val_x, &mut val_scores);
+            let threshold = if val_y.is_empty() { 0.5 } else { metrics::best_f1_threshold(&val_scores, &val_y) };
+            // As for gbt: the report is the fit rows' forest's, and a forest that learned
+            // nothing the validation rows can see is not refitted.
+            validation_report = Some(Report::compute(&val_scores, &val_y, threshold, SplitKind::Validation, "forest"));
+            let learned = validation_report.as_ref().and_then(|r| r.roc_auc).is_some_and(|auc| auc >= 0.6);
+            if opts.refit && learned {
+                let all_x: Vec<f32> = fit_x.iter().chain(&val_x).copied().collect();
+                let all_y: Vec<u8> = fit_y.iter().chain(&val_y).copied().collect();
+                (Body::Gbt(forest::fit(&all_x, &all_y, d, &opts.forest)?), threshold)
+            } else {
+                (Body::Gbt(f), threshold)
+            }
+        }
         ModelKind::Online | ModelKind::Onnx => {
             let both_classes = val_y.iter().any(|l| *l != 0) && val_y.contains(&0);
             let candidates = if opts.select_online && both_classes {
@@ -774,6 +800,26 @@ pub fn train(ds: &Dataset, kind: ModelKind, opts: &TrainOptions) -> Result<(Mode
         }
     };
     Ok((model, report))
+}
+
+/// Train both supervised kinds, `gbt` and `forest`, on the training rows of `ds` and keep the
+/// one with the higher F1 on the validation slice (`gbt`, the faster to score, on a tie).
+/// Returns the kept model, its validation report, and both validation reports (gbt first).
+/// Test rows are never read.
+pub fn train_best(ds: &Dataset, opts: &TrainOptions) -> Result<(Model, Report, Vec<Report>)> {
+    let (gbt, gbt_report) = train(ds, ModelKind::Gbt, opts)?;
+    let (forest, forest_report) = train(ds, ModelKind::Forest, opts)?;
+    let both = vec![gbt_report.clone(), forest_report.clone()];
+    if prefer_forest(&gbt_report, &forest_report) {
+        Ok((forest, forest_report, both))
+    } else {
+        Ok((gbt, gbt_report, both))
+    }
+}
+
+/// Whether [`train_best`] keeps the forest, given both kinds' validation reports.
+pub fn prefer_forest(gbt: &Report, forest: &Report) -> bool {
+    forest.f1 > gbt.f1
 }
 
 /// Evaluate `model` on `ds`: only the test rows when `ds` is the model's own training file
@@ -819,6 +865,35 @@ mod tests {
 
     fn small_opts() -> TrainOptions {
         TrainOptions { gbt: GbtParams { max_rounds: 20, ..GbtParams::default() }, ..TrainOptions::default() }
+    }
+
+    #[test]
+    fn forest_files_round_trip_and_best_keeps_the_better_kind() {
+        let ds = toy();
+        let opts = TrainOptions { forest: ForestParams { trees: 10, ..ForestParams::default() }, ..small_opts() };
+        let (model, val) = train(&ds, ModelKind::Forest, &opts).unwrap();
+        assert_eq!(val.model_kind, "forest");
+        assert!(val.f1 > 0.95, "{val}");
+        let bytes = model.to_bytes().unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("\"kind\":\"forest\"") && text.contains("\"link\":\"identity\""));
+        let back = Model::from_bytes(&bytes).unwrap();
+        assert_eq!(back.kind(), ModelKind::Forest);
+        assert_eq!(back.to_bytes().unwrap(), bytes);
+        let report = evaluate(&back, &ds).unwrap();
+        assert_eq!(report.split, SplitKind::Test);
+        assert!(report.f1 > 0.95, "{report}");
+        // A boosted model's file is as it was before forests: no link field.
+        let (gbt, _) = train(&ds, ModelKind::Gbt, &opts).unwrap();
+        assert!(!String::from_utf8_lossy(&gbt.to_bytes().unwrap()).contains("link"));
+
+        let (best, best_val, both) = train_best(&ds, &opts).unwrap();
+        assert_eq!(both.len(), 2);
+        let (g, f) = (&both[0], &both[1]);
+        assert_eq!((g.model_kind.as_str(), f.model_kind.as_str()), ("gbt", "forest"));
+        let want = if f.f1 > g.f1 { ModelKind::Forest } else { ModelKind::Gbt };
+        assert_eq!(best.kind(), want);
+        assert_eq!(best_val.f1, g.f1.max(f.f1));
     }
 
     #[test]

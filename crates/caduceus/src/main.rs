@@ -208,8 +208,10 @@ enum DetectCommand {
         /// Where to write the model.
         #[arg(long)]
         model: PathBuf,
-        /// `gbt` (supervised gradient-boosted trees) or `online` (the
-        /// unsupervised detector; labels are not used to fit it).
+        /// `gbt` (supervised gradient-boosted trees), `forest` (a supervised
+        /// random forest), `best` (train both, keep the one with the higher F1
+        /// on the validation slice) or `online` (the unsupervised detector;
+        /// labels are not used to fit it).
         #[arg(long, default_value = "gbt")]
         kind: String,
         #[command(flatten)]

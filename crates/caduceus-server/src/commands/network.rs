@@ -41,30 +41,49 @@ fn load_dataset(path: &Path, columns: &ColumnArgs) -> anyhow::Result<Dataset> {
     Dataset::load(path, &columns.load_options()).with_context(|| format!("cannot read the dataset {}", path.display()))
 }
 
-/// `caduceus detect train --dataset FILE --model OUT [--kind gbt|online]`.
+/// `caduceus detect train --dataset FILE --model OUT [--kind gbt|forest|best|online]`; `best`
+/// trains `gbt` and `forest` and keeps the one with the higher validation F1.
 pub fn train(dataset: &Path, out: &Path, kind: &str, columns: &ColumnArgs, json: bool) -> anyhow::Result<()> {
     let kind = match kind {
-        "gbt" => ModelKind::Gbt,
-        "online" => ModelKind::Online,
+        "gbt" => Some(ModelKind::Gbt),
+        "forest" => Some(ModelKind::Forest),
+        "best" => None,
+        "online" => Some(ModelKind::Online),
         other => bail!(
-            "--kind is `gbt` or `online`, not `{other}` (ONNX models are trained elsewhere and loaded as they are)"
+            "--kind is `gbt`, `forest`, `best` or `online`, not `{other}` (ONNX models are trained elsewhere \
+             and loaded as they are)"
         ),
     };
     let ds = load_dataset(dataset, columns)?;
     eprintln!("{} rows, {} features, {} attacks", ds.rows(), ds.feature_names().len(), ds.attacks());
     let started = std::time::Instant::now();
-    let (model, report) = caduceus_ml::train(&ds, kind, &TrainOptions::default())?;
+    let opts = TrainOptions::default();
+    let (model, report, candidates) = match kind {
+        Some(kind) => {
+            let (model, report) = caduceus_ml::train(&ds, kind, &opts)?;
+            (model, report, Vec::new())
+        }
+        None => caduceus_ml::train_best(&ds, &opts)?,
+    };
+    let kind = model.kind();
     model.save(out).with_context(|| format!("cannot write the model to {}", out.display()))?;
     let seconds = started.elapsed().as_secs_f64();
     if json {
         let mut value = serde_json::to_value(&report)?;
         if let Some(obj) = value.as_object_mut() {
             obj.insert("model".into(), json!(out.display().to_string()));
+            obj.insert("kind".into(), json!(kind.as_str()));
             obj.insert("train_seconds".into(), json!(seconds));
+            if !candidates.is_empty() {
+                obj.insert("candidates".into(), serde_json::to_value(&candidates)?);
+            }
         }
         println!("{value}");
     } else {
         println!("model written to {} ({} model, trained in {seconds:.1} s)", out.display(), kind.as_str());
+        for c in &candidates {
+            println!("  {}: validation F1 {:.4}", c.model_kind, c.f1);
+        }
         println!("validation slice of the training rows (the test split was not used):");
         println!("{}", report.to_table());
         println!("evaluate on the held-out test split with:");

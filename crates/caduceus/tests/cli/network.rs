@@ -75,17 +75,25 @@ fn any_csv_with_a_named_label_column_trains_the_online_detector_too() {
     let Some(other) = shared("ton-iot/train_test_iot/Train_Test_IoT_Garage_Door.csv") else { return };
     let dir = tempfile::tempdir().unwrap();
     let data = data.to_str().unwrap();
-    for kind in ["gbt", "online"] {
+    for kind in ["gbt", "online", "best"] {
         let model = dir.path().join(format!("gps-{kind}.model"));
         let model = model.to_str().unwrap();
         let columns = ["--label-column", "label", "--normal-value", "0", "--drop-columns", "ts,date,time,type"];
         let mut args = vec!["detect", "train", "--kind", kind, "--dataset", data, "--model", model, "--json"];
         args.extend(columns);
-        ok_json(&run(&args));
+        let trained = ok_json(&run(&args));
         let mut args = vec!["detect", "evaluate", "--model", model, "--dataset", data, "--json"];
         args.extend(columns);
         let report = ok_json(&run(&args));
         assert_eq!(report["split"], "test");
+        if kind == "best" {
+            // Near-unique positions: the forest's nearest-neighbour-like vote wins on the
+            // validation slice, and on the test split it matches scikit-learn's forest (0.954).
+            assert_eq!(trained["kind"], "forest", "{trained}");
+            assert_eq!(trained["candidates"].as_array().map(Vec::len), Some(2), "{trained}");
+            assert_eq!(report["model_kind"], "forest", "{report}");
+            assert!(report["f1"].as_f64().unwrap() >= 0.95, "{report}");
+        }
         // GPS positions separate attacks (both peers reach an AUC near 0.9).
         assert!(report["roc_auc"].as_f64().unwrap() > 0.6, "{kind}: {report}");
         // Another capture of the same device (here: its first 5,000 rows):
