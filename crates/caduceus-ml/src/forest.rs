@@ -5,7 +5,7 @@
 //! Why a forest beside the boosted trees: on data whose signal is in near-unique values of a
 //! few coordinates (TON_IoT's GPS tracker: 58,341 distinct positions in 58,960 rows), fully
 //! grown bagged trees behave like a nearest-neighbour vote and boosting's binned, shallow trees
-//! do not get there (see `docs/design/ml.md`). `caduceus detect train --kind best` trains both
+//! do not get there (see `docs/design/network.md`). `caduceus detect train --kind best` trains both
 //! and keeps the one the validation slice prefers.
 //!
 //! Why written here rather than taken from a crate: `linfa-trees` grows single trees (no bagging
@@ -59,6 +59,12 @@ pub const MAX_DEPTH: usize = 64;
 
 /// Most trees a forest may have.
 pub const MAX_TREES: usize = 10_000;
+
+/// Most nodes over all trees: about 100 MB in memory and 250 MB as a model file, under the
+/// reader's 512 MB cap. Fully grown trees have about as many nodes as their sample has
+/// impure regions, so millions of training rows can get here; training then stops with an
+/// error (raise `min_samples_leaf` or `max_depth`, or use `gbt`).
+pub const MAX_NODES: usize = 8_000_000;
 
 /// One row as a split search sees it.
 #[derive(Clone, Copy)]
@@ -315,6 +321,10 @@ fn shuffle(items: &mut [usize], rng: &mut SplitMix64) {
 /// Train a forest on row-major `x` (`dims` values per row) with labels `y` (1 = attack). Rows
 /// must be training rows.
 pub fn fit(x: &[f32], y: &[u8], dims: usize, params: &ForestParams) -> Result<Gbt> {
+    fit_within(x, y, dims, params, MAX_NODES)
+}
+
+fn fit_within(x: &[f32], y: &[u8], dims: usize, params: &ForestParams, max_nodes: usize) -> Result<Gbt> {
     let n = y.len();
     if dims == 0 || x.len() != n * dims {
         return Err(MlError::Dataset("feature matrix and labels disagree in size".into()));
@@ -375,8 +385,11 @@ pub fn fit(x: &[f32], y: &[u8], dims: usize, params: &ForestParams) -> Result<Gb
             }
         }
         let root = body.feature.len();
-        if root >= u32::MAX as usize / 2 {
-            return Err(MlError::Dataset("forest too large".into()));
+        if root > max_nodes {
+            return Err(MlError::Model(format!(
+                "the forest passed {max_nodes} nodes after {t} of {trees} trees; raise min_samples_leaf \
+                 or max_depth, or train gbt"
+            )));
         }
         body.roots.push(root as u32);
         let mut out = TreeOut {
@@ -467,6 +480,13 @@ mod tests {
         let coarse =
             fit(&x, &y, 3, &ForestParams { trees: 1, min_samples_leaf: 200, ..ForestParams::default() }).unwrap();
         assert!(coarse.nodes() <= 9, "{} nodes", coarse.nodes());
+    }
+
+    #[test]
+    fn a_forest_past_its_node_budget_is_refused() {
+        let (x, y) = checkerboard(1000, 5);
+        let err = fit_within(&x, &y, 3, &ForestParams { trees: 10, ..ForestParams::default() }, 100).unwrap_err();
+        assert!(err.to_string().contains("min_samples_leaf"), "{err}");
     }
 
     #[test]

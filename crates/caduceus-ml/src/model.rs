@@ -804,11 +804,17 @@ pub fn train(ds: &Dataset, kind: ModelKind, opts: &TrainOptions) -> Result<(Mode
 
 /// Train both supervised kinds, `gbt` and `forest`, on the training rows of `ds` and keep the
 /// one with the higher F1 on the validation slice (`gbt`, the faster to score, on a tie).
-/// Returns the kept model, its validation report, and both validation reports (gbt first).
+/// Returns the kept model, its validation report, and the validation reports of the kinds
+/// trained (gbt first; gbt alone when the forest would be too large to keep).
 /// Test rows are never read.
 pub fn train_best(ds: &Dataset, opts: &TrainOptions) -> Result<(Model, Report, Vec<Report>)> {
     let (gbt, gbt_report) = train(ds, ModelKind::Gbt, opts)?;
-    let (forest, forest_report) = train(ds, ModelKind::Forest, opts)?;
+    // A forest too large to keep (see `forest::MAX_NODES`) leaves the boosted trees.
+    let (forest, forest_report) = match train(ds, ModelKind::Forest, opts) {
+        Ok(trained) => trained,
+        Err(MlError::Model(_)) => return Ok((gbt, gbt_report.clone(), vec![gbt_report])),
+        Err(e) => return Err(e),
+    };
     let both = vec![gbt_report.clone(), forest_report.clone()];
     if prefer_forest(&gbt_report, &forest_report) {
         Ok((forest, forest_report, both))
