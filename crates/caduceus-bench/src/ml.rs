@@ -313,12 +313,18 @@ fn one_dataset(plan: &Plan, python: Option<&Path>, name: &str, path: &Path, scra
             }
         }
         let mean = |v: &[f64]| (v.len() == SEEDS.len()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        // Sample standard deviation over the seeds: how far one seed's AUC wanders.
+        let sd = |v: &[f64]| {
+            mean(v).map(|m| (v.iter().map(|a| (a - m).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64).sqrt())
+        };
         out["online_seeds"] = json!({
             "seeds": SEEDS,
             "online_roc_auc": ours.iter().map(|a| round(*a, 4)).collect::<Vec<_>>(),
             "river_hst_roc_auc": theirs.iter().map(|a| round(*a, 4)).collect::<Vec<_>>(),
             "online_mean": mean(&ours).map(|m| round(m, 4)),
             "river_hst_mean": mean(&theirs).map(|m| round(m, 4)),
+            "online_sd": sd(&ours).map(|m| round(m, 4)),
+            "river_hst_sd": sd(&theirs).map(|m| round(m, 4)),
         });
         let gbt_f1 = num(&out["gbt"], "f1");
         let best_f1 = num(&out["best"], "f1");
