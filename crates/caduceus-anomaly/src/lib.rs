@@ -43,6 +43,7 @@ pub mod damped;
 mod detector;
 mod hst;
 mod scale;
+mod serde_nan;
 
 pub use damped::{DampedParams, DampedStats, FlowKey};
 pub use detector::{OnlineDetector, OnlineParams};

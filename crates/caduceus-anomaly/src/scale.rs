@@ -30,9 +30,11 @@ pub enum Scaling {
 pub(crate) struct Scaler {
     kind: Scaling,
     /// Lower limit per feature, in transformed units.
+    #[serde(with = "crate::serde_nan")]
     lo: Vec<f32>,
     /// `(1 - 2 * margin) / (hi - lo)` per feature; zero for a feature that was constant (it is
     /// never split).
+    #[serde(with = "crate::serde_nan")]
     inv_width: Vec<f32>,
     /// Where the learned range starts inside `[0, 1]`.
     margin: f32,

@@ -321,6 +321,13 @@ impl Collector for NetworkCollector {
             "Writes of the device baselines that failed",
             load(&c.baseline_save_errors),
         )?;
+        counter(&mut encoder, "network_online_saves", "Online detector states written to disk", load(&c.online_saves))?;
+        counter(
+            &mut encoder,
+            "network_online_save_errors",
+            "Writes of the online detector state that failed",
+            load(&c.online_save_errors),
+        )?;
         counter(&mut encoder, "network_model_loads", "Model files loaded", load(&c.model_loads))?;
         counter(
             &mut encoder,

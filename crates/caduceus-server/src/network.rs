@@ -54,6 +54,14 @@ const BATCH: usize = 512;
 const BASELINE_SAVE_EVERY: Duration = Duration::from_secs(60);
 /// Largest `baselines.json` read back (bounded by `BaselineParams`' limits well below this).
 const MAX_BASELINE_FILE: u64 = 256 * 1024 * 1024;
+/// How often the online detector is written to disk while flows arrive (and once more when the
+/// spine closes). Its half-space trees are tens of megabytes of JSON, and a window of flows
+/// changes them little, so less often than the baselines.
+const ONLINE_SAVE_EVERY: Duration = Duration::from_secs(600);
+/// Largest `online.json` read back (as large as a model file may be).
+const MAX_ONLINE_FILE: u64 = caduceus_ml::model::MAX_MODEL_BYTES;
+/// The version of `online.json`.
+const ONLINE_STATE_VERSION: u32 = 1;
 
 /// Counters for `/metrics` and the status endpoint.
 #[derive(Debug, Default)]
@@ -80,6 +88,12 @@ pub struct NetworkCounters {
     pub baseline_saves: AtomicU64,
     /// Writes of `baselines.json` that failed (the next one retries).
     pub baseline_save_errors: AtomicU64,
+    /// Flows the online detector had learned before the restart, read back from `online.json`.
+    pub online_flows_restored: AtomicU64,
+    /// Times the online detector was written to `online.json`.
+    pub online_saves: AtomicU64,
+    /// Writes of `online.json` that failed (the next one retries).
+    pub online_save_errors: AtomicU64,
     /// Model files loaded (the first and every reload).
     pub model_loads: AtomicU64,
     /// Model files that failed to load (the previous model stays).
@@ -457,14 +471,66 @@ struct Online {
     seen: u64,
 }
 
+/// What `online.json` keeps of the online detector: its trees and how many flows it has seen,
+/// so a restart neither reopens the warm-up nor forgets what normal traffic looks like. The
+/// damped statistics are not kept: their slowest rate halves every 100 s, so after any restart
+/// but the quickest they would have decayed to nothing, which is where fresh ones start (a host
+/// back from a quiet spell, as the detector has seen many times).
+#[derive(Serialize, Deserialize)]
+struct OnlineState {
+    version: u32,
+    seen: u64,
+    detector: caduceus_anomaly::OnlineDetector,
+}
+
 impl Online {
+    fn dims() -> usize {
+        caduceus_anomaly::DampedStats::feature_names().len() + FLOW_FEATURES.len()
+    }
+
     fn new() -> Self {
-        let dims = caduceus_anomaly::DampedStats::feature_names().len() + FLOW_FEATURES.len();
-        Self {
-            stats: caduceus_anomaly::DampedStats::new(caduceus_anomaly::DampedParams::default()),
-            detector: caduceus_anomaly::OnlineDetector::new(dims, caduceus_anomaly::OnlineParams::default()),
-            seen: 0,
+        Self::with_detector(
+            caduceus_anomaly::OnlineDetector::new(Self::dims(), caduceus_anomaly::OnlineParams::default()),
+            0,
+        )
+    }
+
+    fn with_detector(detector: caduceus_anomaly::OnlineDetector, seen: u64) -> Self {
+        Self { stats: caduceus_anomaly::DampedStats::new(caduceus_anomaly::DampedParams::default()), detector, seen }
+    }
+
+    /// The detector saved in `path`, if there is one. `Err` when the file is there but is not
+    /// an online state of this version and width: learning then starts again.
+    fn read(path: &Path) -> Result<Option<Online>, String> {
+        let bytes = match read_capped(path, MAX_ONLINE_FILE) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let state: OnlineState = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not an online detector state: {e}", path.display()))?;
+        if state.version != ONLINE_STATE_VERSION {
+            return Err(format!("{} has state version {}, not {ONLINE_STATE_VERSION}", path.display(), state.version));
         }
+        if state.detector.dims() != Self::dims() {
+            return Err(format!(
+                "{} holds a detector of {} features, not {}",
+                path.display(),
+                state.detector.dims(),
+                Self::dims()
+            ));
+        }
+        Ok(Some(Self::with_detector(state.detector, state.seen)))
+    }
+
+    fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        #[derive(Serialize)]
+        struct Borrowed<'a> {
+            version: u32,
+            seen: u64,
+            detector: &'a caduceus_anomaly::OnlineDetector,
+        }
+        serde_json::to_vec(&Borrowed { version: ONLINE_STATE_VERSION, seen: self.seen, detector: &self.detector })
     }
 
     /// Score the flow, then learn it. The score is `None` while warming up.
@@ -513,23 +579,40 @@ impl NetworkService {
                 Baselines::with_classes(params, classes)
             }
         };
-        let mut saved_at = Instant::now();
-        self.judge_flows(&mut subscription, &mut baselines, &mut saved_at, &baselines_path).await;
+        let online_path = self.state_dir.join("online.json");
+        let mut online = config.online_detector.then(|| match Online::read(&online_path) {
+            Ok(Some(online)) => {
+                self.counters.online_flows_restored.store(online.seen, Ordering::Relaxed);
+                tracing::info!(flows = online.seen, "network: online detector restored");
+                online
+            }
+            Ok(None) => Online::new(),
+            Err(reason) => {
+                tracing::warn!(%reason, "network: saved online detector not used, learning anew");
+                let _ = std::fs::rename(&online_path, online_path.with_extension("json.unreadable"));
+                Online::new()
+            }
+        });
+        let mut state =
+            SavedState { baselines_path, online_path, baselines_saved: Instant::now(), online_saved: Instant::now() };
+        self.judge_flows(&mut subscription, &mut baselines, &mut online, &mut state).await;
         // The spine closed: keep what was learned.
-        self.save_baselines(&baselines_path, &baselines).await;
+        self.save_baselines(&state.baselines_path, &baselines).await;
+        if let Some(online) = &online {
+            self.save_online(&state.online_path, online).await;
+        }
     }
 
     /// Judge flows until the spine closes, saving the baselines every
-    /// [`BASELINE_SAVE_EVERY`].
+    /// [`BASELINE_SAVE_EVERY`] and the online detector every [`ONLINE_SAVE_EVERY`].
     async fn judge_flows(
         &self,
         subscription: &mut Box<dyn Subscription>,
         baselines: &mut Baselines,
-        saved_at: &mut Instant,
-        baselines_path: &Path,
+        online: &mut Option<Online>,
+        saved: &mut SavedState,
     ) {
         let config = self.platform.config.network.clone();
-        let mut online = config.online_detector.then(Online::new);
         let known_ae: Vec<String> = config.known_ae_titles.iter().map(|t| t.trim().to_owned()).collect();
         let hl7_senders: Vec<IpAddr> = config.hl7_senders.iter().filter_map(|ip| ip.parse().ok()).collect();
         let mut events = Vec::with_capacity(BATCH);
@@ -615,9 +698,32 @@ impl NetworkService {
                 tracing::warn!(error = %e, "network: acknowledging failed");
             }
             self.counters.baseline_devices.store(baselines.state().device_count() as u64, Ordering::Relaxed);
-            if saved_at.elapsed() >= BASELINE_SAVE_EVERY {
-                self.save_baselines(baselines_path, baselines).await;
-                *saved_at = Instant::now();
+            if saved.baselines_saved.elapsed() >= BASELINE_SAVE_EVERY {
+                self.save_baselines(&saved.baselines_path, baselines).await;
+                saved.baselines_saved = Instant::now();
+            }
+            if let Some(online) = online.as_ref()
+                && saved.online_saved.elapsed() >= ONLINE_SAVE_EVERY
+            {
+                self.save_online(&saved.online_path, online).await;
+                saved.online_saved = Instant::now();
+            }
+        }
+    }
+
+    /// Write the online detector to `path`, as [`Self::save_baselines`] writes the baselines.
+    async fn save_online(&self, path: &Path, online: &Online) {
+        let counted = match online.to_json() {
+            Ok(bytes) => write_state(path, bytes).await,
+            Err(e) => Err(e.to_string()),
+        };
+        match counted {
+            Ok(()) => {
+                self.counters.online_saves.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.counters.online_save_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "network: writing the online detector failed");
             }
         }
     }
@@ -633,20 +739,9 @@ impl NetworkService {
                 return;
             }
         };
-        let path = path.to_owned();
-        let written = tokio::task::spawn_blocking(move || {
-            let tmp = path.with_extension("json.tmp");
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, &path)
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => {
+        match write_state(path, bytes).await {
+            Ok(()) => {
                 self.counters.baseline_saves.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(Err(e)) => {
-                self.counters.baseline_save_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "network: writing baselines failed");
             }
             Err(e) => {
                 self.counters.baseline_save_errors.fetch_add(1, Ordering::Relaxed);
@@ -669,6 +764,31 @@ impl NetworkService {
                 }
             }
         }
+    }
+}
+
+/// Where the judge keeps what it learned, and when it last wrote each.
+struct SavedState {
+    baselines_path: PathBuf,
+    online_path: PathBuf,
+    baselines_saved: Instant,
+    online_saved: Instant,
+}
+
+/// Write `bytes` to `path` off the async threads: a temporary file renamed over it, so a crash
+/// mid-write leaves the previous copy.
+async fn write_state(path: &Path, bytes: Vec<u8>) -> Result<(), String> {
+    let path = path.to_owned();
+    let written = tokio::task::spawn_blocking(move || {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, &path)
+    })
+    .await;
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -319,3 +319,53 @@ async fn device_baselines_are_saved_at_shutdown_and_restored_at_start() {
     assert!(dir.path().join("network/baselines.json.unreadable").exists());
     assert!(dir.path().join("network/baselines.json").exists());
 }
+
+/// The online detector survives a restart too: the flows it learned and its count, so the
+/// warm-up does not start again. A state of another width or version is set aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_online_detector_is_saved_at_shutdown_and_restored_at_start() {
+    let server = start(|_| {}).await;
+    let (status, receipt) = server.post_pcap(hl7_pcap([10, 0, 4, 6]), "application/vnd.tcpdump.pcap").await;
+    assert_eq!(status, 202, "{receipt}");
+    let judged = wait_for_status(&server, "flows_judged", |n| n >= 1).await;
+    let dir = server.stop().await;
+    let saved = std::fs::read(dir.path().join("network/online.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+    assert_eq!(state["version"], 1);
+    let seen = state["seen"].as_u64().unwrap();
+    assert!(seen >= judged && seen > 0, "every judged flow was learned: {seen} of {judged}");
+    assert!(state["detector"].is_object());
+
+    let restarted = start(|config| {
+        let network = config.data_dir.join("network");
+        std::fs::create_dir_all(&network).unwrap();
+        std::fs::write(network.join("online.json"), &saved).unwrap();
+    })
+    .await;
+    wait_for_status(&restarted, "online_flows_restored", |n| n == seen).await;
+    let (status, _) = restarted.post_pcap(hl7_pcap([10, 0, 4, 7]), "application/vnd.tcpdump.pcap").await;
+    assert_eq!(status, 202);
+    let more = wait_for_status(&restarted, "flows_judged", |n| n >= 1).await;
+    let dir = restarted.stop().await;
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("network/online.json")).unwrap()).unwrap();
+    let now = again["seen"].as_u64().unwrap();
+    assert!(now >= seen + more, "learning went on from the saved count: {now} after {seen} and {more}");
+
+    // Another width (as if the flow features changed): learning starts again.
+    let mut other = state.clone();
+    other["detector"]["dims"] = serde_json::json!(3);
+    let widened = start(|config| {
+        let network = config.data_dir.join("network");
+        std::fs::create_dir_all(&network).unwrap();
+        std::fs::write(network.join("online.json"), serde_json::to_vec(&other).unwrap()).unwrap();
+    })
+    .await;
+    let (status, _) = widened.post_pcap(hl7_pcap([10, 0, 4, 8]), "application/vnd.tcpdump.pcap").await;
+    assert_eq!(status, 202);
+    wait_for_status(&widened, "flows_judged", |n| n >= 1).await;
+    assert_eq!(widened.status().await["online_flows_restored"], 0);
+    let dir = widened.stop().await;
+    assert!(dir.path().join("network/online.json.unreadable").exists());
+    assert!(dir.path().join("network/online.json").exists());
+}

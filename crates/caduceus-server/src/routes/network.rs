@@ -55,6 +55,11 @@ pub struct NetworkStatus {
     /// Times the baselines were saved to disk.
     pub baseline_saves: u64,
     pub baseline_save_errors: u64,
+    /// Flows the online detector had learned before the restart (read back from disk).
+    pub online_flows_restored: u64,
+    /// Times the online detector was saved to disk.
+    pub online_saves: u64,
+    pub online_save_errors: u64,
     pub model_loads: u64,
     pub model_load_errors: u64,
 }
@@ -91,6 +96,9 @@ pub async fn status(State(state): State<AppState>, Caller(_caller): Caller) -> R
         baseline_devices_restored: get(&c.baseline_devices_restored),
         baseline_saves: get(&c.baseline_saves),
         baseline_save_errors: get(&c.baseline_save_errors),
+        online_flows_restored: get(&c.online_flows_restored),
+        online_saves: get(&c.online_saves),
+        online_save_errors: get(&c.online_save_errors),
         model_loads: get(&c.model_loads),
         model_load_errors: get(&c.model_load_errors),
     }))
