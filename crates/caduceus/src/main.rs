@@ -208,11 +208,12 @@ enum DetectCommand {
         /// Where to write the model.
         #[arg(long)]
         model: PathBuf,
-        /// `gbt` (supervised gradient-boosted trees), `forest` (a supervised
-        /// random forest), `best` (train both, keep the one with the higher F1
-        /// on the validation slice) or `online` (the unsupervised detector;
+        /// `best` (train `gbt` and `forest`, keep the one with the higher F1 on
+        /// the validation slice, gbt on a tie), `gbt` (supervised
+        /// gradient-boosted trees, the fastest to score), `forest` (a
+        /// supervised random forest) or `online` (the unsupervised detector;
         /// labels are not used to fit it).
-        #[arg(long, default_value = "gbt")]
+        #[arg(long, default_value = "best")]
         kind: String,
         #[command(flatten)]
         columns: DatasetColumns,
