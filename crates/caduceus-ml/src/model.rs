@@ -721,42 +721,35 @@ pub fn train(ds: &Dataset, kind: ModelKind, opts: &TrainOptions) -> Result<(Mode
     let val_y = labels_of(ds, &validation);
     let mut validation_report = None;
     let (body, threshold) = match kind {
-        ModelKind::Gbt => {
-            let (g, info) = gbt::fit(&fit_x, &fit_y, &val_x, &val_y, d, &opts.gbt)?;
+        ModelKind::Gbt | ModelKind::Forest => {
+            // Trees fitted on the fit rows, refitted (below) on every training row: the same
+            // number of boosting rounds for gbt, a fresh forest for forest.
+            let fit_trees = |x: &[f32], y: &[u8], valid: Option<(&[f32], &[u8])>, rounds: Option<usize>| match kind {
+                ModelKind::Forest => Ok((forest::fit(x, y, d, &opts.forest)?, 0)),
+                _ => {
+                    let params = GbtParams { max_rounds: rounds.unwrap_or(opts.gbt.max_rounds), ..opts.gbt.clone() };
+                    let (vx, vy) = valid.unwrap_or_default();
+                    gbt::fit(x, y, vx, vy, d, &params).map(|(g, info)| (g, info.trees))
+                }
+            };
+            let (trees, rounds) = fit_trees(&fit_x, &fit_y, Some((&val_x, &val_y)), None)?;
             let mut val_scores = Vec::new();
-            g.predict_proba_batch(&val_x, &mut val_scores);
+            trees.predict_proba_batch(&val_x, &mut val_scores);
             let threshold = if val_y.is_empty() { 0.5 } else { metrics::best_f1_threshold(&val_scores, &val_y) };
-            // The validation report below is the early-stopped model's: the refit model has
-            // seen the validation rows.
-            validation_report = Some(Report::compute(&val_scores, &val_y, threshold, SplitKind::Validation, "gbt"));
+            // The validation report below is the fit rows' model's: the refit model has seen
+            // the validation rows.
+            validation_report =
+                Some(Report::compute(&val_scores, &val_y, threshold, SplitKind::Validation, kind.as_str()));
             // A model that learned nothing the validation rows can see (AUC near chance) has
             // nothing a refit would add, and its knife-edge threshold would not carry over.
             let learned = validation_report.as_ref().and_then(|r| r.roc_auc).is_some_and(|auc| auc >= 0.6);
             if opts.refit && learned {
                 let all_x: Vec<f32> = fit_x.iter().chain(&val_x).copied().collect();
                 let all_y: Vec<u8> = fit_y.iter().chain(&val_y).copied().collect();
-                let params = GbtParams { max_rounds: info.trees.max(1), ..opts.gbt.clone() };
-                let (refit, _) = gbt::fit(&all_x, &all_y, &[], &[], d, &params)?;
+                let (refit, _) = fit_trees(&all_x, &all_y, None, Some(rounds.max(1)))?;
                 (Body::Gbt(refit), threshold)
             } else {
-                (Body::Gbt(g), threshold)
-            }
-        }
-        ModelKind::Forest => {
-            let f = forest::fit(&fit_x, &fit_y, d, &opts.forest)?;
-            let mut val_scores = Vec::new();
-            f.predict_proba_batch(&val_x, &mut val_scores);
-            let threshold = if val_y.is_empty() { 0.5 } else { metrics::best_f1_threshold(&val_scores, &val_y) };
-            // As for gbt: the report is the fit rows' forest's, and a forest that learned
-            // nothing the validation rows can see is not refitted.
-            validation_report = Some(Report::compute(&val_scores, &val_y, threshold, SplitKind::Validation, "forest"));
-            let learned = validation_report.as_ref().and_then(|r| r.roc_auc).is_some_and(|auc| auc >= 0.6);
-            if opts.refit && learned {
-                let all_x: Vec<f32> = fit_x.iter().chain(&val_x).copied().collect();
-                let all_y: Vec<u8> = fit_y.iter().chain(&val_y).copied().collect();
-                (Body::Gbt(forest::fit(&all_x, &all_y, d, &opts.forest)?), threshold)
-            } else {
-                (Body::Gbt(f), threshold)
+                (Body::Gbt(trees), threshold)
             }
         }
         ModelKind::Online | ModelKind::Onnx => {
