@@ -165,15 +165,9 @@ impl Grower<'_> {
         self.y.get(row as usize).is_some_and(|l| *l != 0)
     }
 
-    /// Grow one tree over the bootstrap sample `rows` with weights `weights` (same order).
-    fn grow(&self, rows: &mut [u32], weights: &[f64], rng: &mut SplitMix64, out: &mut TreeOut<'_>) {
-        // Weight per row, looked up by row index while `rows` is reordered.
-        let mut weight = vec![0.0f64; self.y.len()];
-        for (r, w) in rows.iter().zip(weights) {
-            if let Some(slot) = weight.get_mut(*r as usize) {
-                *slot = *w;
-            }
-        }
+    /// Grow one tree over the bootstrap sample `rows`, the rows whose draw count in `weight`
+    /// (indexed by row) is not zero.
+    fn grow(&self, rows: &mut [u32], weight: &[u32], rng: &mut SplitMix64, out: &mut TreeOut<'_>) {
         let mut order: Vec<usize> = (0..self.dims).collect();
         let mut points: Vec<Point> = Vec::with_capacity(rows.len());
         let root = out.push_leaf();
@@ -183,7 +177,7 @@ impl Grower<'_> {
             let Some(seg) = rows.get_mut(start..end) else { continue };
             let mut total = Tally::default();
             for r in seg.iter() {
-                total.add(weight.get(*r as usize).copied().unwrap_or(0.0), self.attack(*r));
+                total.add(weight_of(weight, *r), self.attack(*r));
             }
             let value = if total.w > 0.0 { (total.pos / total.w * self.scale) as f32 } else { 0.0 };
             out.set_leaf(node, value);
@@ -191,7 +185,7 @@ impl Grower<'_> {
             if pure || seg.len() < 2 * self.min_leaf || depth >= self.max_depth {
                 continue;
             }
-            let Some(split) = self.best_split(seg, &weight, total, &mut order, &mut points, rng) else {
+            let Some(split) = self.best_split(seg, weight, total, &mut order, &mut points, rng) else {
                 continue;
             };
             // Partition: rows going left first.
@@ -220,7 +214,7 @@ impl Grower<'_> {
     fn best_split(
         &self,
         seg: &[u32],
-        weight: &[f64],
+        weight: &[u32],
         total: Tally,
         order: &mut [usize],
         points: &mut Vec<Point>,
@@ -237,7 +231,7 @@ impl Grower<'_> {
             let mut missing = Tally::default();
             let mut missing_rows = 0usize;
             for &r in seg {
-                let w = weight.get(r as usize).copied().unwrap_or(0.0);
+                let w = weight_of(weight, r);
                 let x = self.at(r, f);
                 if x.is_nan() {
                     missing.add(w, self.attack(r));
@@ -305,6 +299,11 @@ impl Grower<'_> {
     }
 }
 
+/// A row's bootstrap draw count, as a weight.
+fn weight_of(weight: &[u32], row: u32) -> f64 {
+    weight.get(row as usize).copied().map_or(0.0, f64::from)
+}
+
 /// A cut between `a < b` that sends `a` left and `b` right.
 fn midpoint(a: f32, b: f32) -> f32 {
     let mid = a / 2.0 + b / 2.0;
@@ -366,7 +365,6 @@ fn fit_within(x: &[f32], y: &[u8], dims: usize, params: &ForestParams, max_nodes
     };
     let mut counts = vec![0u32; n];
     let mut rows: Vec<u32> = Vec::with_capacity(n);
-    let mut weights: Vec<f64> = Vec::with_capacity(n);
     for t in 0..trees {
         // One stream per tree, so a tree does not depend on how many draws the others made.
         let mut rng = SplitMix64(params.seed ^ (t as u64).wrapping_mul(0xD1B5_4A32_D192_ED03));
@@ -377,13 +375,7 @@ fn fit_within(x: &[f32], y: &[u8], dims: usize, params: &ForestParams, max_nodes
             }
         }
         rows.clear();
-        weights.clear();
-        for (r, c) in counts.iter().enumerate() {
-            if *c > 0 {
-                rows.push(r as u32);
-                weights.push(f64::from(*c));
-            }
-        }
+        rows.extend(counts.iter().enumerate().filter(|(_, c)| **c > 0).map(|(r, _)| r as u32));
         let root = body.feature.len();
         if root > max_nodes {
             return Err(MlError::Model(format!(
@@ -398,7 +390,7 @@ fn fit_within(x: &[f32], y: &[u8], dims: usize, params: &ForestParams, max_nodes
             left: &mut body.left,
             nan_right: &mut body.nan_right,
         };
-        grower.grow(&mut rows, &weights, &mut rng, &mut out);
+        grower.grow(&mut rows, &counts, &mut rng, &mut out);
     }
     Gbt::from_body(body)
 }

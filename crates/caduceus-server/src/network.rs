@@ -476,11 +476,12 @@ struct Online {
 /// damped statistics are not kept: their slowest rate halves every 100 s, so after any restart
 /// but the quickest they would have decayed to nothing, which is where fresh ones start (a host
 /// back from a quiet spell, as the detector has seen many times).
+/// `D` is the detector when read, a borrow of it when written.
 #[derive(Serialize, Deserialize)]
-struct OnlineState {
+struct OnlineState<D> {
     version: u32,
     seen: u64,
-    detector: caduceus_anomaly::OnlineDetector,
+    detector: D,
 }
 
 impl Online {
@@ -502,13 +503,11 @@ impl Online {
     /// The detector saved in `path`, if there is one. `Err` when the file is there but is not
     /// an online state of this version and width: learning then starts again.
     fn read(path: &Path) -> Result<Option<Online>, String> {
-        let bytes = match read_capped(path, MAX_ONLINE_FILE) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        let Some(state): Option<OnlineState<caduceus_anomaly::OnlineDetector>> =
+            read_state(path, MAX_ONLINE_FILE, "an online detector state")?
+        else {
+            return Ok(None);
         };
-        let state: OnlineState = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("{} is not an online detector state: {e}", path.display()))?;
         if state.version != ONLINE_STATE_VERSION {
             return Err(format!("{} has state version {}, not {ONLINE_STATE_VERSION}", path.display(), state.version));
         }
@@ -524,13 +523,7 @@ impl Online {
     }
 
     fn to_json(&self) -> serde_json::Result<Vec<u8>> {
-        #[derive(Serialize)]
-        struct Borrowed<'a> {
-            version: u32,
-            seen: u64,
-            detector: &'a caduceus_anomaly::OnlineDetector,
-        }
-        serde_json::to_vec(&Borrowed { version: ONLINE_STATE_VERSION, seen: self.seen, detector: &self.detector })
+        serde_json::to_vec(&OnlineState { version: ONLINE_STATE_VERSION, seen: self.seen, detector: &self.detector })
     }
 
     /// Score the flow, then learn it. The score is `None` while warming up.
@@ -713,41 +706,16 @@ impl NetworkService {
 
     /// Write the online detector to `path`, as [`Self::save_baselines`] writes the baselines.
     async fn save_online(&self, path: &Path, online: &Online) {
-        let counted = match online.to_json() {
-            Ok(bytes) => write_state(path, bytes).await,
-            Err(e) => Err(e.to_string()),
-        };
-        match counted {
-            Ok(()) => {
-                self.counters.online_saves.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.counters.online_save_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "network: writing the online detector failed");
-            }
-        }
+        let c = &self.counters;
+        save_json(path, online.to_json(), &c.online_saves, &c.online_save_errors, "the online detector").await;
     }
 
     /// Write the baselines to `path` (a temporary file renamed over it, so a crash mid-write
     /// leaves the previous copy). A failure is counted and logged; the next save retries.
     async fn save_baselines(&self, path: &Path, baselines: &Baselines) {
-        let bytes = match serde_json::to_vec(baselines.state()) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                self.counters.baseline_save_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "network: baselines not serialisable");
-                return;
-            }
-        };
-        match write_state(path, bytes).await {
-            Ok(()) => {
-                self.counters.baseline_saves.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.counters.baseline_save_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "network: writing baselines failed");
-            }
-        }
+        let c = &self.counters;
+        let json = serde_json::to_vec(baselines.state());
+        save_json(path, json, &c.baseline_saves, &c.baseline_save_errors, "baselines").await;
     }
 
     /// Publish an event, waiting while the spine is full. Returns false
@@ -775,20 +743,31 @@ struct SavedState {
     online_saved: Instant,
 }
 
-/// Write `bytes` to `path` off the async threads: a temporary file renamed over it, so a crash
-/// mid-write leaves the previous copy.
-async fn write_state(path: &Path, bytes: Vec<u8>) -> Result<(), String> {
-    let path = path.to_owned();
-    let written = tokio::task::spawn_blocking(move || {
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &path)
-    })
-    .await;
-    match written {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
+/// Write serialised state to `path` off the async threads (a temporary file renamed over it,
+/// so a crash mid-write leaves the previous copy), counting the save or the failure.
+async fn save_json(path: &Path, json: serde_json::Result<Vec<u8>>, saves: &AtomicU64, errors: &AtomicU64, what: &str) {
+    let written = match json {
+        Ok(bytes) => {
+            let path = path.to_owned();
+            tokio::task::spawn_blocking(move || {
+                let tmp = path.with_extension("json.tmp");
+                std::fs::write(&tmp, bytes)?;
+                std::fs::rename(&tmp, &path)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+        }
         Err(e) => Err(e.to_string()),
+    };
+    match written {
+        Ok(()) => {
+            saves.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, "network: writing {what} failed");
+        }
     }
 }
 
@@ -1000,17 +979,24 @@ impl Judge<'_> {
 /// The saved baselines, if there are any. `Err` when the file is there but is not a baseline
 /// state of this version (or is too large): learning then starts again.
 fn read_baselines(path: &Path) -> Result<Option<BaselineState>, String> {
-    let bytes = match read_capped(path, MAX_BASELINE_FILE) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    let Some(state): Option<BaselineState> = read_state(path, MAX_BASELINE_FILE, "a baseline state")? else {
+        return Ok(None);
     };
-    let state: BaselineState =
-        serde_json::from_slice(&bytes).map_err(|e| format!("{} is not a baseline state: {e}", path.display()))?;
     if state.version != BASELINE_STATE_VERSION {
         return Err(format!("{} has state version {}, not {BASELINE_STATE_VERSION}", path.display(), state.version));
     }
     Ok(Some(state))
+}
+
+/// Saved state of type `T` from `path` (at most `limit` bytes): `None` when there is no file,
+/// `Err` when it cannot be read or is not `what`.
+fn read_state<T: serde::de::DeserializeOwned>(path: &Path, limit: u64, what: &str) -> Result<Option<T>, String> {
+    let bytes = match read_capped(path, limit) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| format!("{} is not {what}: {e}", path.display()))
 }
 
 /// A whole file of at most `limit` bytes; a larger one is an `InvalidData` error.
